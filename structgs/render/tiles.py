@@ -1,0 +1,170 @@
+"""Tile/Gaussian intersection lists and the per-chunk alpha-blending kernel.
+
+Tiles are processed together: at each step every still-active tile takes its next C
+depth-sorted Gaussians (a "chunk"), so the work per step is (tiles, 256 pixels, C). A tile
+stops once its list is exhausted or all its pixels are saturated, as in gsplat.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from structgs.render.projection import TILE_SIZE, tile_rects
+
+PIXELS_PER_TILE = TILE_SIZE * TILE_SIZE
+ALPHA_MIN = 1.0 / 255.0
+T_STOP = 1e-4
+# Elements (tiles x pixels x chunk) per step; bounds the memory of one chunk (~10 live tensors).
+DEFAULT_CHUNK_BUDGET = 1 << 21
+
+
+@dataclass
+class TilePlan:
+    """Which Gaussians touch which tile, depth-sorted; built without gradients."""
+
+    width: int
+    height: int
+    tiles_w: int
+    tiles_h: int
+    tile_start: torch.Tensor  # (T,) offset of each tile's list in `sorted_ids`
+    tile_count: torch.Tensor  # (T,) list lengths
+    sorted_ids: torch.Tensor  # (M,) Gaussian ids ordered by (tile, depth)
+    pixel_xy: torch.Tensor  # (T, 256, 2) pixel centres (+0.5) of each tile
+    pixel_inside: torch.Tensor  # (T, 256) pixel lies inside the image
+    num_gaussians: int
+
+    @property
+    def num_tiles(self) -> int:
+        return self.tiles_w * self.tiles_h
+
+    def pixel_index(self) -> torch.Tensor:
+        """(T, 256) flat image index y*W + x of each tile pixel (garbage outside the image)."""
+        xy = self.pixel_xy.floor().to(torch.int64)
+        return xy[..., 1].clamp(0, self.height - 1) * self.width + xy[..., 0].clamp(0, self.width - 1)
+
+    def to_image(self, tile_values: torch.Tensor) -> torch.Tensor:
+        """(T, 256, ...) -> (H, W, ...) cropped to the image."""
+        rest = tile_values.shape[2:]
+        v = tile_values.reshape(self.tiles_h, self.tiles_w, TILE_SIZE, TILE_SIZE, *rest)
+        v = v.transpose(1, 2).reshape(self.tiles_h * TILE_SIZE, self.tiles_w * TILE_SIZE, *rest)
+        return v[: self.height, : self.width]
+
+    def from_image(self, image: torch.Tensor) -> torch.Tensor:
+        """(H, W, ...) -> (T, 256, ...), zero-padded outside the image."""
+        rest = image.shape[2:]
+        full = image.new_zeros(self.tiles_h * TILE_SIZE, self.tiles_w * TILE_SIZE, *rest)
+        full[: self.height, : self.width] = image
+        v = full.reshape(self.tiles_h, TILE_SIZE, self.tiles_w, TILE_SIZE, *rest).transpose(1, 2)
+        return v.reshape(self.num_tiles, PIXELS_PER_TILE, *rest)
+
+
+def build_plan(means2d: torch.Tensor, depths: torch.Tensor, radii: torch.Tensor, width: int, height: int) -> TilePlan:
+    device = means2d.device
+    n = means2d.shape[0]
+    tiles_w, tiles_h = (width + TILE_SIZE - 1) // TILE_SIZE, (height + TILE_SIZE - 1) // TILE_SIZE
+    num_tiles = tiles_w * tiles_h
+    rect = tile_rects(means2d, radii, tiles_w, tiles_h)
+    nx, ny = rect[:, 2] - rect[:, 0], rect[:, 3] - rect[:, 1]
+    counts = nx * ny
+    ids = torch.repeat_interleave(torch.arange(n, device=device), counts)
+    first = torch.cumsum(counts, 0) - counts
+    local = torch.arange(ids.numel(), device=device) - first[ids]
+    tile = (rect[ids, 1] + local // nx[ids]) * tiles_w + rect[ids, 0] + local % nx[ids]
+    # sort by (tile, depth): depth rank is stable so ties keep the Gaussian order
+    depth_rank = torch.empty(n, dtype=torch.int64, device=device)
+    depth_rank[torch.argsort(depths.detach(), stable=True)] = torch.arange(n, device=device)
+    order = torch.argsort(tile * max(n, 1) + depth_rank[ids])
+    sorted_ids, sorted_tiles = ids[order], tile[order]
+    tile_count = torch.bincount(sorted_tiles, minlength=num_tiles)
+    tile_start = torch.cumsum(tile_count, 0) - tile_count
+    # pixel centres of every tile
+    ty, tx = torch.meshgrid(torch.arange(tiles_h, device=device), torch.arange(tiles_w, device=device), indexing="ij")
+    py, px = torch.meshgrid(torch.arange(TILE_SIZE, device=device), torch.arange(TILE_SIZE, device=device), indexing="ij")
+    gx = tx.reshape(-1, 1) * TILE_SIZE + px.reshape(1, -1)
+    gy = ty.reshape(-1, 1) * TILE_SIZE + py.reshape(1, -1)
+    pixel_xy = torch.stack([gx, gy], -1).to(means2d.dtype) + 0.5
+    inside = (gx < width) & (gy < height)
+    return TilePlan(width, height, tiles_w, tiles_h, tile_start, tile_count, sorted_ids, pixel_xy, inside, n)
+
+
+@dataclass
+class Chunk:
+    """One step: the active tiles and the list positions [pos, pos + size) they process."""
+
+    tiles: torch.Tensor  # (A,) tile indices
+    pos: int
+    size: int
+    transmittance_in: torch.Tensor  # (A, 256)
+    done_in: torch.Tensor  # (A, 256) bool
+
+
+def chunk_ids(plan: TilePlan, tiles: torch.Tensor, pos: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(A, C) Gaussian ids of a chunk (clamped to a valid id) and whether each entry exists."""
+    offs = pos + torch.arange(size, device=tiles.device)
+    exists = offs[None, :] < plan.tile_count[tiles][:, None]
+    flat = (plan.tile_start[tiles][:, None] + offs[None, :]).clamp(max=max(plan.sorted_ids.numel() - 1, 0))
+    ids = plan.sorted_ids[flat] if plan.sorted_ids.numel() else torch.zeros_like(flat)
+    return ids, exists
+
+
+def blend_weights(pixel_xy: torch.Tensor, means2d: torch.Tensor, conics: torch.Tensor, opacities: torch.Tensor,
+                  exists: torch.Tensor, transmittance_in: torch.Tensor, done_in: torch.Tensor, alpha_clamp: float):
+    """Blending weights w = alpha * T of one chunk, front to back, with gsplat's rules.
+
+    Args: pixel_xy (A, P, 2); means2d (A, C, 2); conics (A, C, 3); opacities (A, C);
+    exists (A, C); transmittance_in, done_in (A, P).
+    Returns w (A, P, C), transmittance_out (A, P), done_out (A, P).
+    """
+    d = pixel_xy[:, :, None, :] - means2d[:, None, :, :]
+    dx, dy = d[..., 0], d[..., 1]
+    a, b, c = conics[:, None, :, 0], conics[:, None, :, 1], conics[:, None, :, 2]
+    sigma = 0.5 * (a * dx * dx + c * dy * dy) + b * dx * dy
+    alpha = torch.clamp(opacities[:, None, :] * torch.exp(-sigma), max=alpha_clamp)
+    keep = (sigma >= 0) & (alpha >= ALPHA_MIN) & exists[:, None, :]
+    alpha = torch.where(keep, alpha, torch.zeros_like(alpha))
+    t_incl = transmittance_in[..., None] * torch.cumprod(1.0 - alpha, dim=-1)
+    t_excl = torch.cat([transmittance_in[..., None], t_incl[..., :-1]], dim=-1)
+    # A pixel stops (exclusively) at the first Gaussian that would take T to <= 1e-4.
+    include = (t_incl > T_STOP) & ~done_in[..., None]
+    w = torch.where(include, alpha * t_excl, torch.zeros_like(alpha))
+    t_out = transmittance_in * torch.prod(torch.where(include, 1.0 - alpha, torch.ones_like(alpha)), dim=-1)
+    done_out = done_in | (t_incl[..., -1] <= T_STOP)
+    return w, t_out, done_out
+
+
+class ChunkLoop:
+    """The tile loop. Iterate to get chunks; call :meth:`update` with each chunk's result.
+
+    Holds the running transmittance ``T`` and ``done`` flags of every tile pixel.
+    """
+
+    def __init__(self, plan: TilePlan, budget: int = DEFAULT_CHUNK_BUDGET):
+        self.plan, self.budget = plan, budget
+        self.T = torch.ones(plan.num_tiles, PIXELS_PER_TILE, dtype=plan.pixel_xy.dtype, device=plan.pixel_xy.device)
+        self.done = ~plan.pixel_inside.clone()
+        self._pending: Chunk | None = None
+
+    def __iter__(self):
+        plan = self.plan
+        active = torch.nonzero(plan.tile_count > 0).flatten()
+        pos = 0
+        while active.numel():
+            a = active.numel()
+            remaining = int(plan.tile_count[active].max()) - pos
+            size = max(1, min(remaining, self.budget // (a * PIXELS_PER_TILE)))
+            self._pending = Chunk(active, pos, size, self.T[active], self.done[active])
+            yield self._pending
+            if self._pending is not None:
+                raise RuntimeError("ChunkLoop: update() was not called for the last chunk")
+            pos += size
+            still = (plan.tile_count[active] > pos) & ~self.done[active].all(dim=1)
+            active = active[still]
+
+    def update(self, transmittance_out: torch.Tensor, done_out: torch.Tensor) -> None:
+        chunk = self._pending
+        assert chunk is not None
+        self.T[chunk.tiles] = transmittance_out
+        self.done[chunk.tiles] = done_out
+        self._pending = None

@@ -1,0 +1,26 @@
+"""Small random scenes for tests."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from structgs.scene.cameras import Camera, intrinsics, look_at
+
+
+def make_camera(width=40, height=32, eye=(0.0, -3.0, 1.0), fov=0.9, dtype=torch.float32, name="view") -> Camera:
+    f = 0.5 * width / math.tan(0.5 * fov)
+    w2c = look_at(torch.tensor(eye, dtype=torch.float64), torch.zeros(3, dtype=torch.float64),
+                  torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64))
+    return Camera(name, w2c.to(dtype), intrinsics(f, f * 1.05, width / 2 + 0.7, height / 2 - 0.4).to(dtype), width, height)
+
+
+def random_gaussians(n=60, seed=0, dtype=torch.float64, spread=0.8, scale=(-2.6, -1.6), opacity=(0.3, 0.95), channels=3):
+    g = torch.Generator().manual_seed(seed)
+    means = (torch.rand(n, 3, generator=g, dtype=dtype) - 0.5) * 2 * spread
+    quats = torch.randn(n, 4, generator=g, dtype=dtype)
+    scales = torch.exp(torch.empty(n, 3, dtype=dtype).uniform_(*scale, generator=g))
+    opac = torch.empty(n, dtype=dtype).uniform_(*opacity, generator=g)
+    colors = torch.rand(n, channels, generator=g, dtype=dtype)
+    return means, quats, scales, opac, colors
