@@ -67,7 +67,8 @@ def _check_inputs(means, quats, scales, opacities, colors):
 def rasterize(means: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor, opacities: torch.Tensor,
               colors: torch.Tensor, camera: Camera, *, background: torch.Tensor | None = None,
               backend: Backend = "auto", near: float = 0.01, far: float = 1e10, eps2d: float = 0.3,
-              alpha_clamp: float = 0.999, chunk_budget: int = DEFAULT_CHUNK_BUDGET) -> RenderOutput:
+              alpha_clamp: float = 0.999, chunk_budget: int = DEFAULT_CHUNK_BUDGET,
+              compile_kernels: bool = False) -> RenderOutput:
     """Render N Gaussians (activated parameters) for one camera.
 
     Args:
@@ -77,6 +78,8 @@ def rasterize(means: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor, op
         camera: the view; its matrices are moved to the tensors' device and dtype.
         background: (C,) colour for empty pixels (default zeros).
         alpha_clamp: max alpha per Gaussian (gsplat 0.999; the INRIA code uses 0.99).
+        chunk_budget: torch backend: elements (tiles x 256 x chunk) per step; bounds memory.
+        compile_kernels: torch backend: torch.compile the per-chunk kernels (slow first call).
     """
     _check_inputs(means, quats, scales, opacities, colors)
     cam = camera.to(means.device, means.dtype)
@@ -92,7 +95,8 @@ def rasterize(means: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor, op
         proj = project(means, quats, scales, cam.world_to_camera, cam.K, cam.width, cam.height, near, far, eps2d)
         plan = build_plan(proj.means2d, proj.depths, proj.radii, cam.width, cam.height)
         feats = torch.cat([colors, proj.depths[:, None]], dim=1)
-        out, T = torch_backend.blend(plan, proj.means2d, proj.conics, opacities, feats, alpha_clamp, chunk_budget)
+        out, T = torch_backend.blend(plan, proj.means2d, proj.conics, opacities, feats, alpha_clamp, chunk_budget,
+                                     compile_kernels)
         image, depth, radii, means2d = out[..., :c], out[..., c:], proj.radii, proj.means2d
     if background is not None:
         image = image + T[..., None] * background.to(image)

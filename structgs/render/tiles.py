@@ -17,7 +17,7 @@ PIXELS_PER_TILE = TILE_SIZE * TILE_SIZE
 ALPHA_MIN = 1.0 / 255.0
 T_STOP = 1e-4
 # Elements (tiles x pixels x chunk) per step; bounds the memory of one chunk (~10 live tensors).
-DEFAULT_CHUNK_BUDGET = 1 << 21
+DEFAULT_CHUNK_BUDGET = 1 << 20
 
 
 @dataclass
@@ -109,6 +109,30 @@ def chunk_ids(plan: TilePlan, tiles: torch.Tensor, pos: int, size: int) -> tuple
     return ids, exists
 
 
+def _alphas(pixel_xy, means2d, conics, opacities, exists, alpha_clamp):
+    d = pixel_xy[:, :, None, :] - means2d[:, None, :, :]
+    dx, dy = d[..., 0], d[..., 1]
+    a, b, c = conics[:, None, :, 0], conics[:, None, :, 1], conics[:, None, :, 2]
+    sigma = 0.5 * (a * dx * dx + c * dy * dy) + b * dx * dy
+    gauss = opacities[:, None, :] * torch.exp(-sigma)
+    keep = (sigma >= 0) & (gauss >= ALPHA_MIN) & exists[:, None, :]
+    alpha = torch.where(keep, gauss.clamp(max=alpha_clamp), torch.zeros_like(gauss))
+    return alpha, gauss, dx, dy
+
+
+def _transmittance(alpha, transmittance_in, done_in):
+    """Relative transmittances (T / T_in) before each Gaussian, inclusion mask, and the outputs."""
+    one_minus = 1.0 - alpha
+    t_incl_rel = torch.cumprod(one_minus, dim=-1)
+    # A pixel stops (exclusively) at the first Gaussian that would take T to <= 1e-4.
+    include = (transmittance_in[..., None] * t_incl_rel > T_STOP) & ~done_in[..., None]
+    one_minus = torch.where(include, one_minus, torch.ones_like(one_minus))
+    t_rel = torch.cumprod(one_minus, dim=-1)  # inclusive, included Gaussians only
+    t_excl_rel = torch.cat([torch.ones_like(t_rel[..., :1]), t_rel[..., :-1]], dim=-1)
+    done_out = done_in | (transmittance_in * t_incl_rel[..., -1] <= T_STOP)
+    return t_excl_rel, include, t_rel[..., -1], done_out
+
+
 def blend_weights(pixel_xy: torch.Tensor, means2d: torch.Tensor, conics: torch.Tensor, opacities: torch.Tensor,
                   exists: torch.Tensor, transmittance_in: torch.Tensor, done_in: torch.Tensor, alpha_clamp: float):
     """Blending weights w = alpha * T of one chunk, front to back, with gsplat's rules.
@@ -117,21 +141,45 @@ def blend_weights(pixel_xy: torch.Tensor, means2d: torch.Tensor, conics: torch.T
     exists (A, C); transmittance_in, done_in (A, P).
     Returns w (A, P, C), transmittance_out (A, P), done_out (A, P).
     """
-    d = pixel_xy[:, :, None, :] - means2d[:, None, :, :]
-    dx, dy = d[..., 0], d[..., 1]
+    alpha, _, _, _ = _alphas(pixel_xy, means2d, conics, opacities, exists, alpha_clamp)
+    t_excl_rel, include, t_out_rel, done_out = _transmittance(alpha, transmittance_in, done_in)
+    w = torch.where(include, alpha * t_excl_rel, torch.zeros_like(alpha)) * transmittance_in[..., None]
+    return w, transmittance_in * t_out_rel, done_out
+
+
+def blend_backward(pixel_xy, means2d, conics, opacities, features, exists, transmittance_in, done_in, alpha_clamp,
+                   grad_out, grad_t_out):
+    """Hand-derived gradients of one chunk of ``contrib = sum_c w_c f_c`` and ``T_out``.
+
+    With gw_c = <dL/dcontrib, f_c> and S_c = sum_{k>c} gw_k w_k (a reverse cumsum):
+        dL/dalpha_c = gw_c T_c - (S_c + dL/dT_out * T_out) / (1 - alpha_c)
+        dL/dT_in    = sum_c gw_c alpha_c T_c / T_in + dL/dT_out * T_out / T_in (computed relative to T_in)
+    then the chain through alpha = min(clamp, o exp(-sigma)) and sigma(dx, dy, conic).
+    Returns grads for means2d (A, C, 2), conics (A, C, 3), opacities (A, C), features (A, C, F), T_in (A, P).
+    """
+    alpha, gauss, dx, dy = _alphas(pixel_xy, means2d, conics, opacities, exists, alpha_clamp)
+    t_excl_rel, include, t_out_rel, _ = _transmittance(alpha, transmittance_in, done_in)
+    alpha = torch.where(include, alpha, torch.zeros_like(alpha))
+    w_rel = alpha * t_excl_rel  # w / T_in
+    t_in = transmittance_in[..., None]
+    grad_f = torch.einsum("apc,apf->acf", w_rel * t_in, grad_out)
+    gw = torch.einsum("apf,acf->apc", grad_out, features)
+    gww = gw * w_rel
+    tail = gww.flip(-1).cumsum(-1).flip(-1) - gww  # S_c / T_in
+    final = (grad_t_out * t_out_rel)[..., None]  # dL/dT_out * T_out / T_in
+    grad_t_in = gww.sum(-1) + final[..., 0]
+    grad_alpha = t_in * (gw * t_excl_rel - (tail + final) / (1.0 - alpha))
+    # alpha = o * exp(-sigma) where included and not clamped
+    free = include & (alpha > 0) & (gauss < alpha_clamp)
+    g_gauss = torch.where(free, grad_alpha, torch.zeros_like(grad_alpha))
+    grad_o = (g_gauss * (gauss / opacities[:, None, :].clamp_min(1e-30))).sum(1)
+    g_sigma = -g_gauss * gauss
     a, b, c = conics[:, None, :, 0], conics[:, None, :, 1], conics[:, None, :, 2]
-    sigma = 0.5 * (a * dx * dx + c * dy * dy) + b * dx * dy
-    alpha = torch.clamp(opacities[:, None, :] * torch.exp(-sigma), max=alpha_clamp)
-    keep = (sigma >= 0) & (alpha >= ALPHA_MIN) & exists[:, None, :]
-    alpha = torch.where(keep, alpha, torch.zeros_like(alpha))
-    t_incl = transmittance_in[..., None] * torch.cumprod(1.0 - alpha, dim=-1)
-    t_excl = torch.cat([transmittance_in[..., None], t_incl[..., :-1]], dim=-1)
-    # A pixel stops (exclusively) at the first Gaussian that would take T to <= 1e-4.
-    include = (t_incl > T_STOP) & ~done_in[..., None]
-    w = torch.where(include, alpha * t_excl, torch.zeros_like(alpha))
-    t_out = transmittance_in * torch.prod(torch.where(include, 1.0 - alpha, torch.ones_like(alpha)), dim=-1)
-    done_out = done_in | (t_incl[..., -1] <= T_STOP)
-    return w, t_out, done_out
+    grad_conic = torch.stack([(0.5 * g_sigma * dx * dx).sum(1), (g_sigma * dx * dy).sum(1),
+                              (0.5 * g_sigma * dy * dy).sum(1)], -1)
+    # dx = px - mx: dsigma/dmx = -(a dx + b dy), dsigma/dmy = -(b dx + c dy)
+    grad_m = torch.stack([-(g_sigma * (a * dx + b * dy)).sum(1), -(g_sigma * (b * dx + c * dy)).sum(1)], -1)
+    return grad_m, grad_conic, grad_o, grad_f, grad_t_in
 
 
 class ChunkLoop:

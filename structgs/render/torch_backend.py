@@ -14,8 +14,31 @@ from dataclasses import dataclass
 
 import torch
 
-from structgs.render.tiles import (DEFAULT_CHUNK_BUDGET, PIXELS_PER_TILE, ChunkLoop, TilePlan, blend_weights,
-                                   chunk_ids)
+from structgs.utils.log import get_logger
+from structgs.render.tiles import (DEFAULT_CHUNK_BUDGET, PIXELS_PER_TILE, ChunkLoop, TilePlan, blend_backward,
+                                   blend_weights, chunk_ids)
+
+log = get_logger("render")
+
+
+_COMPILED: dict[str, object] = {}
+
+
+def _kernels(compile_kernels: bool):
+    """(blend_weights, blend_backward), optionally torch.compile'd (lazily, once per process).
+
+    Compilation costs ~20-40 s on first use and ~1.5x afterwards on CPU; any failure falls
+    back to the eager kernels with a warning.
+    """
+    if not compile_kernels:
+        return blend_weights, blend_backward
+    if "pair" not in _COMPILED:
+        try:
+            _COMPILED["pair"] = (torch.compile(blend_weights, dynamic=True), torch.compile(blend_backward, dynamic=True))
+        except Exception as e:  # pragma: no cover - depends on the toolchain
+            log.warning("torch.compile unavailable (%s); using eager kernels", e)
+            _COMPILED["pair"] = (blend_weights, blend_backward)
+    return _COMPILED["pair"]
 
 
 def _gather(plan: TilePlan, chunk, means2d, conics, opacities, features):
@@ -25,18 +48,20 @@ def _gather(plan: TilePlan, chunk, means2d, conics, opacities, features):
 
 class _BlendFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, means2d, conics, opacities, features, plan: TilePlan, alpha_clamp: float, budget: int):
+    def forward(ctx, means2d, conics, opacities, features, plan: TilePlan, alpha_clamp: float, budget: int,
+                compile_kernels: bool):
+        weights_fn, _ = _kernels(compile_kernels)
         loop = ChunkLoop(plan, budget)
         out = features.new_zeros(plan.num_tiles, PIXELS_PER_TILE, features.shape[1])
         chunks = []
         for chunk in loop:
             _, exists, m, c, o, f = _gather(plan, chunk, means2d, conics, opacities, features)
-            w, t_out, done_out = blend_weights(plan.pixel_xy[chunk.tiles], m, c, o, exists, chunk.transmittance_in,
-                                               chunk.done_in, alpha_clamp)
+            w, t_out, done_out = weights_fn(plan.pixel_xy[chunk.tiles], m, c, o, exists, chunk.transmittance_in,
+                                            chunk.done_in, alpha_clamp)
             out[chunk.tiles] += torch.einsum("apc,acf->apf", w, f)
             loop.update(t_out, done_out)
             chunks.append(chunk)
-        ctx.plan, ctx.alpha_clamp, ctx.chunks = plan, alpha_clamp, chunks
+        ctx.plan, ctx.alpha_clamp, ctx.chunks, ctx.compile_kernels = plan, alpha_clamp, chunks, compile_kernels
         ctx.save_for_backward(means2d, conics, opacities, features)
         return out, loop.T.clone()
 
@@ -44,28 +69,28 @@ class _BlendFunction(torch.autograd.Function):
     def backward(ctx, grad_out, grad_T):
         means2d, conics, opacities, features = ctx.saved_tensors
         plan: TilePlan = ctx.plan
-        leaves = [t.detach().requires_grad_(True) for t in (means2d, conics, opacities, features)]
+        _, backward_fn = _kernels(ctx.compile_kernels)
+        grads = [torch.zeros_like(t) for t in (means2d, conics, opacities, features)]
         grad_T = (grad_T if grad_T is not None else torch.zeros_like(plan.pixel_xy[..., 0])).clone()
         if grad_out is None:
             grad_out = features.new_zeros(plan.num_tiles, PIXELS_PER_TILE, features.shape[1])
-        with torch.enable_grad():
-            for chunk in reversed(ctx.chunks):
-                t_in = chunk.transmittance_in.detach().requires_grad_(True)
-                _, exists, m, c, o, f = _gather(plan, chunk, *leaves)
-                w, t_out, _ = blend_weights(plan.pixel_xy[chunk.tiles], m, c, o, exists, t_in, chunk.done_in,
-                                            ctx.alpha_clamp)
-                contrib = torch.einsum("apc,acf->apf", w, f)
-                torch.autograd.backward([contrib, t_out], [grad_out[chunk.tiles], grad_T[chunk.tiles]],
-                                        inputs=leaves + [t_in])
-                grad_T[chunk.tiles] = t_in.grad
-        grads = [leaf.grad if leaf.grad is not None else torch.zeros_like(leaf) for leaf in leaves]
-        return (*grads, None, None, None)
+        for chunk in reversed(ctx.chunks):
+            ids, exists, m, c, o, f = _gather(plan, chunk, means2d, conics, opacities, features)
+            g_m, g_c, g_o, g_f, g_t = backward_fn(plan.pixel_xy[chunk.tiles], m, c, o, f, exists,
+                                                     chunk.transmittance_in, chunk.done_in, ctx.alpha_clamp,
+                                                     grad_out[chunk.tiles], grad_T[chunk.tiles])
+            flat, ok = ids.reshape(-1), exists.reshape(-1)
+            for g, part in zip(grads, (g_m, g_c, g_o, g_f)):
+                g.index_add_(0, flat[ok], part.reshape(flat.numel(), *part.shape[2:])[ok])
+            grad_T[chunk.tiles] = g_t
+        return (*grads, None, None, None, None)
 
 
 def blend(plan: TilePlan, means2d: torch.Tensor, conics: torch.Tensor, opacities: torch.Tensor,
-          features: torch.Tensor, alpha_clamp: float = 0.999, budget: int = DEFAULT_CHUNK_BUDGET):
+          features: torch.Tensor, alpha_clamp: float = 0.999, budget: int = DEFAULT_CHUNK_BUDGET,
+          compile_kernels: bool = False):
     """Alpha-blend ``features`` (N, F). Returns (H, W, F) accumulated features and (H, W) final T."""
-    out, T = _BlendFunction.apply(means2d, conics, opacities, features, plan, alpha_clamp, budget)
+    out, T = _BlendFunction.apply(means2d, conics, opacities, features, plan, alpha_clamp, budget, compile_kernels)
     return plan.to_image(out), plan.to_image(T)
 
 
