@@ -1,0 +1,1 @@
+"""Metrics: PSNR, SSIM, IoU, boundary IoU."""

@@ -1,0 +1,1 @@
+"""End-to-end jobs behind the CLI (demo, rendering views, fitting, shaping)."""
