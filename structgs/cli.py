@@ -58,8 +58,8 @@ def render(
     split: Annotated[Split, typer.Option(help="Which cameras.")] = Split.test,
     out: Annotated[Path, typer.Option(help="Output directory: OUT/<view name>.png.")] = Path("renders"),
     selection: Annotated[Optional[Path], typer.Option(help="Boolean .npy over Gaussians: render a binary mask.")] = None,
-    background: Annotated[tuple[float, float, float], typer.Option(help="Background RGB in [0,1].")] = (1.0, 1.0, 1.0),
-    downscale: Annotated[float, typer.Option(help="Image downscale factor.")] = 1.0,
+    background: Annotated[Optional[tuple[float, float, float]], typer.Option(help="Background RGB in [0,1] (default white, or the run's).")] = None,
+    downscale: Annotated[Optional[float], typer.Option(help="Image downscale factor (default 1, or the run's).")] = None,
     backend: Annotated[BackendChoice, typer.Option(help="Rasterizer backend.")] = BackendChoice.auto,
     device: Annotated[DeviceChoice, typer.Option(help="Where to compute.")] = DeviceChoice.auto,
 ) -> None:
@@ -74,8 +74,51 @@ def render(
         return
     if data is None or ply is None:
         raise typer.BadParameter("without RUN, both --data and --ply are needed")
-    render_ply_views(data, ply, split.value, out, selection=selection, background=background, downscale=downscale,
-                     backend=backend.value, device=device.value)
+    render_ply_views(data, ply, split.value, out, selection=selection, background=background or (1.0, 1.0, 1.0),
+                     downscale=downscale or 1.0, backend=backend.value, device=device.value)
+
+
+@app.command()
+def fit(
+    data: Annotated[Path, typer.Argument(help="Dataset directory (Blender or COLMAP layout).")],
+    out: Annotated[Path, typer.Option(help="Run directory to create.")],
+    ply: Annotated[Optional[Path], typer.Option(help="Pre-trained 3DGS (INRIA PLY); never modified.")] = None,
+    init: Annotated[Optional[str], typer.Option(help="Instead of --ply: points.ply, a COLMAP sparse dir, or 'random'.")] = None,
+    stage1_iters: Annotated[int, typer.Option(help="Attribute-regression steps.")] = 2000,
+    stage2_iters: Annotated[int, typer.Option(help="Photometric steps.")] = 300,
+    init_points: Annotated[int, typer.Option(help="Points for --init random.")] = 20000,
+    checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints.")] = 200,
+    resume: Annotated[bool, typer.Option(help="Continue a killed fit from its last checkpoint.")] = False,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same result on CPU).")] = 0,
+    downscale: Annotated[float, typer.Option(help="Image downscale factor.")] = 1.0,
+    background: Annotated[tuple[float, float, float], typer.Option(help="Background RGB.")] = (1.0, 1.0, 1.0),
+    backend: Annotated[BackendChoice, typer.Option(help="Rasterizer backend.")] = BackendChoice.auto,
+    device: Annotated[DeviceChoice, typer.Option(help="Where to compute.")] = DeviceChoice.auto,
+) -> None:
+    """Fit the decoder to a scene: stage 1 on the PLY's attributes, stage 2 on the images."""
+    from structgs.training.config import FitConfig
+    from structgs.training.fit import Fitter
+
+    cfg = FitConfig(stage1_iters=stage1_iters, stage2_iters=stage2_iters, init_points=init_points,
+                    checkpoint_every=checkpoint_every, seed=seed, downscale=downscale, background=background,
+                    backend=backend.value)
+    report = Fitter(data, out, ply=ply, init=init, config=cfg, device=device.value).run(resume=resume)
+    typer.echo(f"fitted {out}: test PSNR {report['psnr_fitted']:.2f} dB"
+               + (f" (input PLY {report['psnr_input_ply']:.2f} dB)" if "psnr_input_ply" in report else ""))
+
+
+@app.command()
+def export(
+    run: Annotated[Path, typer.Argument(help="A run directory.")],
+    out: Annotated[Path, typer.Option(help="Output INRIA PLY.")],
+    view: Annotated[Optional[str], typer.Option(help="Decode colours for this view (default: view-independent).")] = None,
+    data: Annotated[Optional[Path], typer.Option(help="Dataset (default: the one the run was fitted on).")] = None,
+) -> None:
+    """Export the decoded scene as an INRIA PLY that other 3DGS tools open."""
+    from structgs.pipeline.render_views import export_run
+
+    export_run(run, out, view=view, data=data)
+    typer.echo(f"wrote {out}")
 
 
 def main() -> None:

@@ -39,8 +39,8 @@ def test_written_scene_loads_as_user_data(small_scene_dir):
     labels = np.load(small_scene_dir / "labels.npy")
     assert set(np.unique(m.numpy())) <= set(range(int(labels.max()) + 1))
     assert len(np.unique(m.numpy())) >= 3  # background, ground and objects are visible
-    g = read_ply(small_scene_dir / "gaussians.ply")
-    assert len(g) == labels.shape[0] == 6000
+    g = read_ply(small_scene_dir / "gaussians_gt.ply")
+    assert len(g) == labels.shape[0] == len(read_ply(small_scene_dir / "gaussians.ply")) == 6000
     # ground truth images were rendered from this PLY: re-rendering reproduces them
     from structgs.render import render_gaussians
     from structgs.eval.metrics import psnr

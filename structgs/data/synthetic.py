@@ -55,6 +55,10 @@ class SceneSpec:
     """Horizontal field of view."""
     background: tuple[float, float, float] = (1.0, 1.0, 1.0)
     """Background colour the RGBA images are meant to be composited on."""
+    pretrained_noise: float = 1.0
+    """How far ``gaussians.ply`` (the "pre-trained 3DGS") is from the ground truth that the
+    images were rendered from: colour/position/scale noise of std 0.05/0.004/0.15 times this
+    (about 33 dB PSNR at 1.0, like a well-trained 3DGS; 0 gives the exact scene)."""
 
 
 @dataclass
@@ -199,7 +203,13 @@ def render_labels(gaussians: Gaussians, labels: torch.Tensor, camera: Camera, nu
 
 
 def write_scene(scene: SyntheticScene, out_dir: str | Path, progress: bool = True) -> Path:
-    """Render ground truth and write the Blender layout (+ gaussians.ply, labels.npy, points3d.ply)."""
+    """Render ground truth and write the Blender layout.
+
+    Also writes ``gaussians.ply`` (the pre-trained 3DGS a user would bring; see
+    ``SceneSpec.pretrained_noise``), ``gaussians_gt.ply`` (what the images were rendered from),
+    ``labels.npy`` (object id per Gaussian, same order in both PLYs), ``points3d.ply`` (a sparse
+    SfM-like point cloud for ``--init``) and ``scene.json``.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     g = scene.gaussians
@@ -218,7 +228,8 @@ def write_scene(scene: SyntheticScene, out_dir: str | Path, progress: bool = Tru
             c2w = opencv_to_opengl_c2w(torch.linalg.inv(cam.world_to_camera.double()))
             frames.append({"file_path": f"./{cam.name}", "transform_matrix": c2w.tolist()})
         write_json(out / f"transforms_{split}.json", {"camera_angle_x": 2 * math.atan(0.5 * w / f), "frames": frames})
-    write_ply(g, out / "gaussians.ply")
+    write_ply(g, out / "gaussians_gt.ply")
+    write_ply(degrade(g, scene.spec.pretrained_noise, scene.spec.seed), out / "gaussians.ply")
     np.save(out / "labels.npy", scene.labels.numpy())
     _write_point_cloud(g, out / "points3d.ply", scene.spec.seed)
     write_json(out / "scene.json", {"generator": "structgs.data.synthetic", "spec": scene.spec.__dict__,
@@ -226,6 +237,18 @@ def write_scene(scene: SyntheticScene, out_dir: str | Path, progress: bool = Tru
                                     "label_convention": "0 = nothing, 1 = ground, 2.. = objects"})
     log.info("wrote the built-in scene (%d Gaussians, %d objects) to %s", len(g), len(scene.objects) - 1, out)
     return out
+
+
+def degrade(g: Gaussians, amount: float, seed: int) -> Gaussians:
+    """The ground truth with noise: a stand-in for an imperfectly trained 3DGS (same order, same labels)."""
+    if amount == 0:
+        return g
+    gen = torch.Generator().manual_seed(seed + 2)
+    n = len(g)
+    rgb = (g.rgb_dc + 0.05 * amount * torch.randn(n, 3, generator=gen)).clamp(0.0, 1.0)
+    return Gaussians(g.means + 0.004 * amount * torch.randn(n, 3, generator=gen), g.quats,
+                     g.log_scales + 0.15 * amount * torch.randn(n, 3, generator=gen), g.opacity_logits,
+                     rgb_to_sh_dc(rgb)[:, None, :].contiguous())
 
 
 def _write_point_cloud(g: Gaussians, path: Path, seed: int, n: int = 4000) -> None:

@@ -74,5 +74,51 @@ def render_ply_views(data: Path, ply: Path, split: str, out: Path, selection: Pa
     return written
 
 
-def render_run_views(run: Path, split: str, out: Path, **kwargs) -> list[Path]:
-    raise NotImplementedError("rendering fitted runs needs `structgs fit` (decoder issue)")
+def load_run(run: Path, device: torch.device):
+    from structgs.model import SceneModel
+
+    return SceneModel.from_pretrained(run, device)
+
+
+def run_dataset(model, data: Path | None, downscale: float | None = None, background=None):
+    """The dataset a run was fitted on (or ``data``), with the run's background and downscale."""
+    src = data if data is not None else model.meta.get("data")
+    if src is None:
+        raise ValueError("this run does not record its dataset; pass --data")
+    if not Path(src).is_dir():
+        raise FileNotFoundError(f"{src}: the run's dataset directory does not exist; pass --data")
+    bg = tuple(background) if background is not None else tuple(model.meta.get("background", (1.0, 1.0, 1.0)))
+    ds_scale = downscale if downscale is not None else float(model.meta.get("downscale", 1.0))
+    return load_dataset(src, background=bg, downscale=ds_scale)
+
+
+@torch.no_grad()
+def render_run_views(run: Path, split: str, out: Path, data: Path | None = None, selection: Path | None = None,
+                     background=None, downscale: float | None = None, backend: str = "auto",
+                     device: str = "auto") -> list[Path]:
+    dev = resolve_device(device)
+    model = load_run(run, dev)
+    ds = run_dataset(model, data, downscale, background)
+    sel = load_selection(selection, model.num_gaussians).to(dev) if selection is not None else None
+    bg = torch.tensor(ds.background, dtype=torch.float32, device=dev)
+    written = []
+    for cam in tqdm(ds.split(split), desc=f"rendering {split}"):
+        path = Path(out) / f"{cam.name}.png"
+        if sel is not None:
+            s = model.decode(cam)
+            _save_mask(render_selection_mask(s.means, s.quats, s.scales, s.opacities, sel, cam, backend), path)
+        else:
+            save_rgb(model.render(cam, background=bg, backend=backend).image, path)
+        written.append(path)
+    log.info("wrote %d images to %s", len(written), out)
+    return written
+
+
+def export_run(run: Path, out: Path, view: str | None = None, data: Path | None = None) -> Path:
+    from structgs.scene.ply import write_ply
+
+    model = load_run(run, torch.device("cpu"))
+    if Path(out).resolve().parent == Path(run).resolve() and Path(out).suffix != ".ply":
+        raise ValueError(f"{out}: export needs a .ply path")
+    cam = run_dataset(model, data).camera(view) if view is not None else None
+    return write_ply(model.to_gaussians(cam), out)

@@ -41,3 +41,28 @@ def refuse_overwrite(out: Path, inputs: list[Path], what: str = "output") -> Non
     for p in inputs:
         if p is not None and Path(p).resolve() == out_r:
             raise ValueError(f"{what} {out} is also an input; choose another path")
+
+
+def replace_dir_atomically(target: str | Path, write: Callable[[Path], None]) -> Path:
+    """Write a directory's content into a sibling temp dir, then swap it into place.
+
+    Readers never see a half-written directory; an existing ``target`` is replaced whole.
+    """
+    import shutil
+
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        write(tmp)
+        if target.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
+            os.replace(target, old / "x")
+            os.replace(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target

@@ -1,0 +1,89 @@
+"""Decoder configuration, saved as plain JSON next to the weights."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+BRANCHES = ("color", "opacity", "scale", "rotation", "motion")
+OUTPUT_DIMS = {"color": 3, "opacity": 1, "scale": 3, "rotation": 4, "motion": 3}
+
+
+@dataclass
+class DecoderConfig:
+    """Scaffold-style attribute decoder: one small ReLU MLP per branch on (latent, view)."""
+
+    latent_dim: int = 32
+    """Size of each Gaussian's latent feature f_i."""
+    hidden_width: int = 64
+    """Width of every hidden layer."""
+    hidden_layers: int = 2
+    """Hidden (Linear + ReLU) layers per branch; at least 2 so the default perturbable layer
+    (the last hidden linear layer) has a shaped input activation."""
+    branches: tuple[str, ...] = BRANCHES
+    """Which attributes are decoded. Attributes without a branch are kept as explicit
+    per-Gaussian parameters (motion without a branch is zero)."""
+    view_inputs: str = "dir"
+    """View inputs of view-dependent branches: ``none``, ``dir`` (unit view direction) or
+    ``dir+dist`` (plus the camera distance)."""
+    view_dependent_branches: tuple[str, ...] = ("color",)
+    """Branches that see the view inputs (Scaffold-GS also feeds them to opacity and scale;
+    structgs keeps geometry view-independent by default so edits look the same from all views)."""
+    perturb_layer: int = -2
+    """Index of each branch's perturbable layer in its list of linear layers (hidden layers,
+    then the output layer): -2 = the last hidden linear layer before the output layer
+    (METHOD.md's default), -1 = the output layer. Its input is the shaped activation."""
+    motion_perturb_layer: int = -1
+    """The same for the motion branch. Its output layer is zero-initialised (a fresh decoder
+    moves nothing), which makes the Jacobian of any earlier layer exactly zero, so the
+    motion branch perturbs its output layer by default."""
+    scale_log_range: tuple[float, float] = (-7.0, 0.0)
+    """Bounds of log(scale): scale = exp(lo + (hi - lo) * sigmoid(out)). Set per scene from
+    the input PLY when fitting."""
+    backend: str = "torch"
+    """MLP implementation: ``torch`` (reference) or ``tcnn`` (tinycudann, CUDA only)."""
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Free-form notes stored with the config."""
+
+    def __post_init__(self) -> None:
+        self.branches = tuple(self.branches)
+        self.view_dependent_branches = tuple(self.view_dependent_branches)
+        self.scale_log_range = tuple(float(x) for x in self.scale_log_range)  # type: ignore[assignment]
+        unknown = [b for b in self.branches if b not in BRANCHES]
+        if unknown:
+            raise ValueError(f"unknown decoder branches {unknown}; choose from {BRANCHES}")
+        if self.view_inputs not in ("none", "dir", "dir+dist"):
+            raise ValueError(f"view_inputs must be none, dir or dir+dist, got {self.view_inputs!r}")
+        if self.hidden_layers < 2:
+            raise ValueError(f"hidden_layers must be >= 2 (got {self.hidden_layers}): the perturbable layer needs an input activation")
+        n = self.hidden_layers + 1
+        for name in ("perturb_layer", "motion_perturb_layer"):
+            k = getattr(self, name)
+            if not -n <= k < n or k % n == 0:
+                raise ValueError(f"{name} must index a linear layer after the first (1..{n - 1} or -1..-{n - 1}), got {k}")
+        if self.backend not in ("torch", "tcnn"):
+            raise ValueError(f"decoder backend must be torch or tcnn, got {self.backend!r}")
+
+    @property
+    def view_dim(self) -> int:
+        return {"none": 0, "dir": 3, "dir+dist": 4}[self.view_inputs]
+
+    def perturb_index(self, branch: str) -> int:
+        return self.motion_perturb_layer if branch == "motion" else self.perturb_layer
+
+    def input_dim(self, branch: str) -> int:
+        return self.latent_dim + (self.view_dim if branch in self.view_dependent_branches else 0)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        for k in ("branches", "view_dependent_branches", "scale_log_range"):
+            d[k] = list(d[k])
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DecoderConfig:
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"decoder config has unknown fields {unknown} (written by a newer structgs?)")
+        return cls(**d)

@@ -1,0 +1,128 @@
+"""The attribute decoder F_theta(f_i, d_i): one branch MLP per attribute (METHOD.md §1).
+
+Output activations (Scaffold-GS style):
+    color    sigmoid(out)                                 (N, 3) in [0, 1]
+    opacity  sigmoid(out)                                 (N,)
+    scale    exp(lo + (hi - lo) * sigmoid(out))           (N, 3), bounded
+    rotation normalize(out + [1, 0, 0, 0])                (N, 4) wxyz
+    motion   out (last layer zero-initialised)            (N, 3) offset of the centroid
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from structgs.decoder.config import OUTPUT_DIMS, DecoderConfig
+from structgs.decoder.mlp import BranchActivations, BranchMLP
+
+
+@dataclass
+class DecodedAttributes:
+    """Decoded attributes of a batch of Gaussians; every field is always present.
+
+    Fields of branches that do not exist are None here; :class:`SceneModel` fills them from
+    its explicit parameters.
+    """
+
+    color: torch.Tensor | None
+    opacity: torch.Tensor | None
+    scale: torch.Tensor | None
+    rotation: torch.Tensor | None
+    motion: torch.Tensor | None
+
+
+def activate(branch: str, raw: torch.Tensor, scale_log_range: tuple[float, float]) -> torch.Tensor:
+    """The output activation of ``branch`` applied to raw MLP outputs (B, out)."""
+    if branch == "color":
+        return torch.sigmoid(raw)
+    if branch == "opacity":
+        return torch.sigmoid(raw[:, 0])
+    if branch == "scale":
+        lo, hi = scale_log_range
+        return torch.exp(lo + (hi - lo) * torch.sigmoid(raw))
+    if branch == "rotation":
+        q = raw + raw.new_tensor([1.0, 0.0, 0.0, 0.0])
+        return q / q.norm(dim=-1, keepdim=True).clamp_min(1e-8)
+    if branch == "motion":
+        return raw
+    raise ValueError(f"unknown branch {branch}")
+
+
+class AttributeDecoder(nn.Module):
+    def __init__(self, config: DecoderConfig):
+        super().__init__()
+        self.config = config
+        if config.backend == "tcnn":
+            from structgs.decoder.tcnn_backend import require_tcnn
+
+            require_tcnn()
+            raise NotImplementedError("decoder backend 'tcnn': tinycudann was found, but structgs does not wire it "
+                                      "into the branch MLPs yet (see TcnnActivationEncoder); use backend='torch'")
+        self.branches = nn.ModuleDict({
+            b: BranchMLP(config.input_dim(b), config.hidden_width, config.hidden_layers, OUTPUT_DIMS[b],
+                         config.perturb_index(b), zero_init_output=(b == "motion"))
+            for b in config.branches
+        })
+
+    def branch_input(self, branch: str, latents: torch.Tensor, view: torch.Tensor | None) -> torch.Tensor:
+        """(B, in) input of ``branch``: the latents, plus view inputs for view-dependent branches.
+
+        ``view``: (B, 3) unit directions or (B, 4) directions + distance; None means the
+        canonical view (zeros), used for view-independent queries.
+        """
+        if branch not in self.config.view_dependent_branches or self.config.view_dim == 0:
+            return latents
+        vd = self.config.view_dim
+        if view is None:
+            view = latents.new_zeros(latents.shape[0], vd)
+        elif view.shape != (latents.shape[0], vd):
+            raise ValueError(f"view inputs: expected shape ({latents.shape[0]}, {vd}) "
+                             f"for view_inputs={self.config.view_inputs!r}, got {tuple(view.shape)}")
+        return torch.cat([latents, view], dim=-1)
+
+    def forward(self, latents: torch.Tensor, view: torch.Tensor | None = None) -> DecodedAttributes:
+        out = {}
+        for b in ("color", "opacity", "scale", "rotation", "motion"):
+            if b in self.branches:
+                raw = self.branches[b](self.branch_input(b, latents, view))
+                out[b] = activate(b, raw, self.config.scale_log_range)
+            else:
+                out[b] = None
+        return DecodedAttributes(**out)
+
+    # --- access for shaping and editing ---------------------------------------------------
+    def perturbable_weight(self, branch: str) -> nn.Parameter:
+        """The weight (out, in) of ``branch``'s perturbable layer."""
+        return self._branch(branch).perturbable.weight
+
+    def activations(self, branch: str, latents: torch.Tensor, view: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, hidden) activations entering ``branch``'s perturbable layer."""
+        return self._branch(branch).activation(self.branch_input(branch, latents, view))
+
+    def branch_activations(self, branch: str, latents: torch.Tensor, view: torch.Tensor | None = None) -> BranchActivations:
+        return self._branch(branch).forward_with_activations(self.branch_input(branch, latents, view))
+
+    def output_deltas(self, branch: str, latents: torch.Tensor, channel: int, view: torch.Tensor | None = None):
+        """(delta, a): delta_i = d y_i[channel] / d z_i and a_i, so J_i = delta_i a_i^T.
+
+        y is the *activated* output of the branch. Each Gaussian's output depends only on its
+        own z, so the gradient of the batch sum gives every delta_i in one backward pass.
+        """
+        mlp = self._branch(branch)
+        with torch.enable_grad():
+            x = self.branch_input(branch, latents.detach(), None if view is None else view.detach())
+            a = mlp.activation(x).detach()
+            z = nn.functional.linear(a, mlp.perturbable.weight.detach(), mlp.perturbable.bias.detach())
+            z.requires_grad_(True)
+            y = activate(branch, mlp.after_preact(z), self.config.scale_log_range)
+            y = y if y.ndim == 2 else y[:, None]
+            (delta,) = torch.autograd.grad(y[:, channel].sum(), z)
+        return delta, a
+
+    def _branch(self, branch: str) -> BranchMLP:
+        if branch not in self.branches:
+            raise ValueError(f"this decoder has no '{branch}' branch (it has {list(self.branches)})")
+        return self.branches[branch]  # type: ignore[return-value]

@@ -1,0 +1,78 @@
+"""One branch of the decoder: a ReLU MLP with access to its perturbable layer.
+
+Linear layers L_0..L_H (L_H is the output layer; ReLU after all but L_H). The perturbable
+layer is L_k (1 <= k <= H); its input a_i is the activation that shaping aligns, and an edit
+adds dW to L_k's weight. For a scalar output y of Gaussian i, dy/dW_k = delta_i a_i^T with
+delta_i = dy/dz_k (z_k = W_k a_i + b_k).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass
+class BranchActivations:
+    """What a branch computes for a batch, around its perturbable layer."""
+
+    output: torch.Tensor  # (B, out) raw output, before the branch's output activation
+    activation: torch.Tensor  # (B, in_k) a: the input of the perturbable layer
+    preact: torch.Tensor  # (B, out_k) z = W a + b: the perturbable layer's output
+
+
+class BranchMLP(nn.Module):
+    def __init__(self, in_dim: int, width: int, hidden_layers: int, out_dim: int, perturb_layer: int,
+                 zero_init_output: bool = False):
+        super().__init__()
+        dims = [in_dim] + [width] * hidden_layers + [out_dim]
+        self.layers = nn.ModuleList(nn.Linear(dims[i], dims[i + 1]) for i in range(len(dims) - 1))
+        n = len(self.layers)
+        k = perturb_layer % n
+        if k == 0:
+            raise ValueError(f"perturb_layer {perturb_layer} selects the first layer, whose input is not an activation")
+        self.perturb_index = k
+        if zero_init_output:
+            nn.init.zeros_(self.layers[-1].weight)
+            nn.init.zeros_(self.layers[-1].bias)
+
+    @property
+    def perturbable(self) -> nn.Linear:
+        """The linear layer that edits perturb."""
+        return self.layers[self.perturb_index]  # type: ignore[return-value]
+
+    def _run(self, x: torch.Tensor, start: int) -> torch.Tensor:
+        last = len(self.layers) - 1
+        for i in range(start, len(self.layers)):
+            x = self.layers[i](x)
+            if i < last:
+                x = torch.relu(x)
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._run(x, 0)
+
+    def activation(self, x: torch.Tensor) -> torch.Tensor:
+        """Only the input of the perturbable layer (stops there)."""
+        for layer in self.layers[: self.perturb_index]:
+            x = torch.relu(layer(x))
+        return x
+
+    def after_preact(self, z: torch.Tensor) -> torch.Tensor:
+        """Raw output from the perturbable layer's output z."""
+        if self.perturb_index == len(self.layers) - 1:
+            return z
+        return self._run(torch.relu(z), self.perturb_index + 1)
+
+    def forward_with_activations(self, x: torch.Tensor) -> BranchActivations:
+        a = self.activation(x)
+        z = self.perturbable(a)
+        return BranchActivations(self.after_preact(z), a, z)
+
+    def from_activation(self, a: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+        """Raw output from the perturbable layer's input ``a`` (optionally with another weight)."""
+        layer = self.perturbable
+        z = nn.functional.linear(a, layer.weight if weight is None else weight, layer.bias)
+        return self.after_preact(z)

@@ -1,0 +1,177 @@
+"""The per-scene model: centroids + latents + decoder, rendered through the render backends.
+
+Saved like diffusers pipelines: ``save_pretrained(dir)`` writes ``config.json`` (plain JSON)
+and ``model.safetensors``; ``from_pretrained(dir)`` checks format, version and shapes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+import structgs
+from structgs.decoder import AttributeDecoder, DecoderConfig
+from structgs.render.api import RenderOutput, rasterize
+from structgs.scene.cameras import Camera
+from structgs.scene.gaussians import Gaussians, rgb_to_sh_dc
+from structgs.utils.io import atomic_write, write_json
+
+FORMAT = "structgs-scene-model"
+FORMAT_VERSION = 1
+CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
+
+
+@dataclass
+class Splats:
+    """Activated Gaussians ready to rasterize (all (N, ...))."""
+
+    means: torch.Tensor
+    quats: torch.Tensor
+    scales: torch.Tensor
+    opacities: torch.Tensor
+    colors: torch.Tensor
+    offsets: torch.Tensor  # motion-branch offsets already included in ``means``
+
+
+def fibonacci_directions(n: int = 16) -> torch.Tensor:
+    i = torch.arange(n, dtype=torch.float64) + 0.5
+    phi = torch.acos(1 - 2 * i / n)
+    theta = math.pi * (1 + 5**0.5) * i
+    return torch.stack([torch.cos(theta) * torch.sin(phi), torch.sin(theta) * torch.sin(phi), torch.cos(phi)], -1).float()
+
+
+class SceneModel(nn.Module):
+    """N Gaussians: centroids mu_i and latents f_i (optimised directly) decoded by F_theta."""
+
+    def __init__(self, config: DecoderConfig, num_gaussians: int, meta: dict[str, Any] | None = None):
+        super().__init__()
+        self.config = config
+        self.meta: dict[str, Any] = dict(meta or {})
+        n = num_gaussians
+        self.centroids = nn.Parameter(torch.zeros(n, 3))
+        self.latents = nn.Parameter(torch.zeros(n, config.latent_dim))
+        self.decoder = AttributeDecoder(config)
+        # attributes without a decoder branch are explicit per-Gaussian parameters (raw values)
+        shapes = {"color": (n, 3), "opacity": (n,), "scale": (n, 3), "rotation": (n, 4)}
+        self.explicit = nn.ParameterDict({k: nn.Parameter(torch.zeros(v)) for k, v in shapes.items()
+                                          if k not in config.branches})
+
+    @property
+    def num_gaussians(self) -> int:
+        return int(self.centroids.shape[0])
+
+    @property
+    def device(self) -> torch.device:
+        return self.centroids.device
+
+    # --- decoding -----------------------------------------------------------------------
+    def view_inputs(self, camera: Camera | None, index: torch.Tensor | None = None) -> torch.Tensor | None:
+        """(N, view_dim) view inputs for ``camera`` (None: the canonical, zero view)."""
+        if camera is None or self.config.view_dim == 0:
+            return None
+        mu = self.centroids if index is None else self.centroids[index]
+        d = mu.detach() - camera.center.to(mu)
+        dist = d.norm(dim=-1, keepdim=True).clamp_min(1e-8)
+        v = d / dist
+        return torch.cat([v, dist], -1) if self.config.view_inputs == "dir+dist" else v
+
+    def decode(self, camera: Camera | None = None, index: torch.Tensor | None = None,
+               view: torch.Tensor | None = None) -> Splats:
+        """Decode all Gaussians (or ``index``) as seen from ``camera`` (or explicit ``view`` inputs)."""
+        lat = self.latents if index is None else self.latents[index]
+        mu = self.centroids if index is None else self.centroids[index]
+        if view is None:
+            view = self.view_inputs(camera, index)
+        out = self.decoder(lat, view)
+        ex = {k: (v if index is None else v[index]) for k, v in self.explicit.items()}
+        color = out.color if out.color is not None else torch.sigmoid(ex["color"])
+        opacity = out.opacity if out.opacity is not None else torch.sigmoid(ex["opacity"])
+        scale = out.scale if out.scale is not None else torch.exp(ex["scale"])
+        rotation = out.rotation if out.rotation is not None else ex["rotation"]
+        offsets = out.motion if out.motion is not None else torch.zeros_like(mu)
+        return Splats(mu + offsets, rotation, scale, opacity, color, offsets)
+
+    def render(self, camera: Camera, background: torch.Tensor | None = None, backend: str = "auto",
+               **kwargs) -> RenderOutput:
+        s = self.decode(camera)
+        return rasterize(s.means, s.quats, s.scales, s.opacities, s.colors, camera, background=background,
+                         backend=backend, **kwargs)
+
+    @torch.no_grad()
+    def view_independent_colors(self, directions: torch.Tensor | None = None) -> torch.Tensor:
+        """Colours averaged over view directions (default: 16 directions on the sphere)."""
+        if "color" not in self.config.view_dependent_branches or self.config.view_dim == 0 or "color" not in self.config.branches:
+            return self.decode().colors
+        dirs = (directions if directions is not None else fibonacci_directions()).to(self.device)
+        acc = torch.zeros(self.num_gaussians, 3, device=self.device)
+        for d in dirs:
+            view = d.expand(self.num_gaussians, 3)
+            if self.config.view_inputs == "dir+dist":
+                view = torch.cat([view, torch.full_like(view[:, :1], float(self.meta.get("mean_camera_distance", 4.0)))], -1)
+            acc += self.decode(view=view).colors
+        return acc / len(dirs)
+
+    @torch.no_grad()
+    def to_gaussians(self, camera: Camera | None = None) -> Gaussians:
+        """The decoded scene as a plain 3DGS (SH degree 0): for ``camera``'s view, or view-independent."""
+        s = self.decode(camera)
+        colors = s.colors if camera is not None else self.view_independent_colors()
+        op = s.opacities.clamp(1e-6, 1 - 1e-6)
+        return Gaussians(s.means.float().cpu(), s.quats.float().cpu(), torch.log(s.scales).float().cpu(),
+                         torch.log(op / (1 - op)).float().cpu(), rgb_to_sh_dc(colors).float().cpu()[:, None, :].contiguous())
+
+    # --- persistence ----------------------------------------------------------------------
+    def config_dict(self) -> dict[str, Any]:
+        return {"format": FORMAT, "format_version": FORMAT_VERSION, "structgs_version": structgs.__version__,
+                "num_gaussians": self.num_gaussians, "decoder": self.config.to_dict(),
+                "explicit": sorted(self.explicit.keys()), "meta": self.meta}
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """Write ``model.safetensors`` then ``config.json`` into ``directory``, each atomically.
+
+        Other files in the directory (reports, checkpoints) are left alone.
+        """
+        directory = Path(directory)
+        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+        atomic_write(directory / WEIGHTS_NAME, lambda tmp: save_file(state, str(tmp), metadata={"format": FORMAT}))
+        write_json(directory / CONFIG_NAME, self.config_dict())
+        return directory
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, device: torch.device | str = "cpu") -> SceneModel:
+        directory = Path(directory)
+        cfg_path, w_path = directory / CONFIG_NAME, directory / WEIGHTS_NAME
+        if not cfg_path.is_file():
+            raise FileNotFoundError(f"{directory}: not a structgs run (no {CONFIG_NAME})")
+        try:
+            cfg = json.loads(cfg_path.read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{cfg_path}: invalid JSON ({e})") from e
+        if cfg.get("format") != FORMAT:
+            raise ValueError(f"{cfg_path}: format is {cfg.get('format')!r}, expected {FORMAT!r}")
+        if int(cfg.get("format_version", -1)) > FORMAT_VERSION:
+            raise ValueError(f"{cfg_path}: format version {cfg['format_version']} was written by a newer structgs "
+                             f"({cfg.get('structgs_version')}); this is {structgs.__version__} (format {FORMAT_VERSION})")
+        model = cls(DecoderConfig.from_dict(cfg["decoder"]), int(cfg["num_gaussians"]), cfg.get("meta"))
+        if not w_path.is_file():
+            raise FileNotFoundError(f"{directory}: weights file {WEIGHTS_NAME} is missing")
+        try:
+            state = load_file(str(w_path))
+        except Exception as e:
+            raise ValueError(f"{w_path}: cannot read weights ({e})") from e
+        expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+        got = {k: tuple(v.shape) for k, v in state.items()}
+        problems = [f"missing {k} {s}" for k, s in expected.items() if k not in got]
+        problems += [f"unexpected {k} {s}" for k, s in got.items() if k not in expected]
+        problems += [f"{k}: config says {expected[k]}, file has {got[k]}" for k in expected if k in got and got[k] != expected[k]]
+        if problems:
+            raise ValueError(f"{w_path} does not match {cfg_path}: " + "; ".join(problems))
+        model.load_state_dict(state)
+        return model.to(device)
