@@ -138,6 +138,8 @@ class Fitter:
         if len(m.explicit):
             s1.append({"params": list(m.explicit.values()), "lr": 1e-2})
             s2.append({"params": list(m.explicit.values()), "lr": 2.5e-3})
+        for group in s1 + s2:
+            group["initial_lr"] = group["lr"]  # saved with the optimizer state: the schedule's base
         self.optimizers = {"stage1": torch.optim.Adam(s1), "stage2": torch.optim.Adam(s2, eps=1e-15)}
 
     # --- checkpoints --------------------------------------------------------------------
@@ -173,13 +175,12 @@ class Fitter:
     def _stage1(self) -> None:
         m, cfg, tg = self.model, self.cfg, self.targets.gaussians.to(self.device)
         opt = self.optimizers["stage1"]
-        base = [g["lr"] for g in opt.param_groups]
         n = m.num_gaussians
         bar = tqdm(range(self.step, cfg.stage1_iters), desc="fit stage 1 (attributes)", disable=not self.progress,
                    initial=self.step, total=cfg.stage1_iters)
         for self.step in bar:
-            for g, b in zip(opt.param_groups, base):
-                g["lr"] = b * self._lr_factor(self.step, cfg.stage1_iters)
+            for g in opt.param_groups:
+                g["lr"] = g["initial_lr"] * self._lr_factor(self.step, cfg.stage1_iters)
             idx = torch.randint(n, (min(cfg.stage1_batch, n),), generator=self.gen).to(self.device)
             cam = self.train_cams[int(torch.randint(len(self.train_cams), (1,), generator=self.gen))]
             view = m.view_inputs(cam, idx)
@@ -205,15 +206,14 @@ class Fitter:
     def _stage2(self) -> None:
         m, cfg = self.model, self.cfg
         opt = self.optimizers["stage2"]
-        base = [g["lr"] for g in opt.param_groups]
         images = {c.name: self.ds.image(c).to(self.device) for c in self.train_cams}
         if self.init is not None and self.strategy is None:
             self.strategy = DensifyPrune(cfg.densify, self.extent)
         bar = tqdm(range(self.step, cfg.stage2_iters), desc="fit stage 2 (photometric)", disable=not self.progress,
                    initial=self.step, total=cfg.stage2_iters)
         for self.step in bar:
-            for g, b in zip(opt.param_groups, base):
-                g["lr"] = b * self._lr_factor(self.step, cfg.stage2_iters)
+            for g in opt.param_groups:
+                g["lr"] = g["initial_lr"] * self._lr_factor(self.step, cfg.stage2_iters)
             cam = self.train_cams[int(torch.randint(len(self.train_cams), (1,), generator=self.gen))]
             out = m.render(cam, background=self.bg, backend=cfg.backend)
             loss = photometric_loss(out.image, images[cam.name], cfg.ssim_weight)
