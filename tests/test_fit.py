@@ -62,7 +62,7 @@ def test_fit_from_point_cloud_densifies(small_scene_dir, tmp_path):
     from structgs.training.config import DensifyConfig
 
     cfg = FitConfig(stage1_iters=100, stage2_iters=60, checkpoint_every=0,
-                    densify=DensifyConfig(start=20, every=20, stop=60, grad_threshold=1e-5))
+                    densify=DensifyConfig(start=20, every=20, stop=60))
     f = Fitter(small_scene_dir, tmp_path / "pc", init=small_scene_dir / "points3d.ply", config=cfg, device="cpu",
                progress=False)
     report = f.run()

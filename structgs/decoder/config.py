@@ -29,6 +29,17 @@ class DecoderConfig:
     view_dependent_branches: tuple[str, ...] = ("color",)
     """Branches that see the view inputs (Scaffold-GS also feeds them to opacity and scale;
     structgs keeps geometry view-independent by default so edits look the same from all views)."""
+    position_frequencies: int = 6
+    """Octaves of a sin/cos encoding of the (normalised) centroid fed to every branch; 0 turns
+    it off (the paper's pure (latent, view) input). Latents fitted to reproduce appearance
+    do not tell apart two objects that look alike, and no decoder of (latent, view) can then
+    separate them; Scaffold-GS gets spatial grouping from anchors shared by neighbouring
+    Gaussians, structgs from this encoding. It uses the centroid, not the moved mean, so
+    edits never change the shaped activations."""
+    position_center: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    """Centre used to normalise centroids for the encoding (set per scene when fitting)."""
+    position_scale: float = 1.0
+    """Half-size used to normalise centroids to about [-1, 1] (set per scene when fitting)."""
     perturb_layer: int = -2
     """Index of each branch's perturbable layer in its list of linear layers (hidden layers,
     then the output layer): -2 = the last hidden linear layer before the output layer
@@ -49,6 +60,9 @@ class DecoderConfig:
         self.branches = tuple(self.branches)
         self.view_dependent_branches = tuple(self.view_dependent_branches)
         self.scale_log_range = tuple(float(x) for x in self.scale_log_range)  # type: ignore[assignment]
+        self.position_center = tuple(float(x) for x in self.position_center)  # type: ignore[assignment]
+        if self.position_frequencies < 0 or self.position_scale <= 0:
+            raise ValueError("position_frequencies must be >= 0 and position_scale > 0")
         unknown = [b for b in self.branches if b not in BRANCHES]
         if unknown:
             raise ValueError(f"unknown decoder branches {unknown}; choose from {BRANCHES}")
@@ -71,12 +85,17 @@ class DecoderConfig:
     def perturb_index(self, branch: str) -> int:
         return self.motion_perturb_layer if branch == "motion" else self.perturb_layer
 
+    @property
+    def position_dim(self) -> int:
+        return 3 + 6 * self.position_frequencies if self.position_frequencies > 0 else 0
+
     def input_dim(self, branch: str) -> int:
-        return self.latent_dim + (self.view_dim if branch in self.view_dependent_branches else 0)
+        view = self.view_dim if branch in self.view_dependent_branches else 0
+        return self.latent_dim + self.position_dim + view
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        for k in ("branches", "view_dependent_branches", "scale_log_range"):
+        for k in ("branches", "view_dependent_branches", "scale_log_range", "position_center"):
             d[k] = list(d[k])
         return d
 

@@ -67,45 +67,72 @@ class AttributeDecoder(nn.Module):
             for b in config.branches
         })
 
-    def branch_input(self, branch: str, latents: torch.Tensor, view: torch.Tensor | None) -> torch.Tensor:
-        """(B, in) input of ``branch``: the latents, plus view inputs for view-dependent branches.
+    def position_encoding(self, centroids: torch.Tensor) -> torch.Tensor:
+        """(B, 3 + 6L) [x, sin(2^k pi x), cos(2^k pi x)] of normalised centroids."""
+        cfg = self.config
+        x = (centroids - centroids.new_tensor(cfg.position_center)) / cfg.position_scale
+        freqs = (2.0 ** torch.arange(cfg.position_frequencies, dtype=x.dtype, device=x.device)) * torch.pi
+        xf = (x[:, None, :] * freqs[:, None]).reshape(x.shape[0], -1)
+        return torch.cat([x, torch.sin(xf), torch.cos(xf)], dim=-1)
+
+    def encode_inputs(self, latents: torch.Tensor, centroids: torch.Tensor | None) -> torch.Tensor:
+        """Per-Gaussian, view-independent inputs: the latent and (if enabled) the centroid encoding."""
+        if self.config.position_frequencies == 0:
+            return latents
+        if centroids is None:
+            raise ValueError("this decoder encodes centroids (position_frequencies > 0): pass centroids")
+        if centroids.shape != (latents.shape[0], 3):
+            raise ValueError(f"centroids: expected shape ({latents.shape[0]}, 3), got {tuple(centroids.shape)}")
+        return torch.cat([latents, self.position_encoding(centroids.detach())], dim=-1)
+
+    def branch_input(self, branch: str, latents: torch.Tensor, view: torch.Tensor | None,
+                     centroids: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, in) input of ``branch``: latents, centroid encoding, and view inputs for
+        view-dependent branches.
 
         ``view``: (B, 3) unit directions or (B, 4) directions + distance; None means the
         canonical view (zeros), used for view-independent queries.
         """
-        if branch not in self.config.view_dependent_branches or self.config.view_dim == 0:
-            return latents
-        vd = self.config.view_dim
-        if view is None:
-            view = latents.new_zeros(latents.shape[0], vd)
-        elif view.shape != (latents.shape[0], vd):
-            raise ValueError(f"view inputs: expected shape ({latents.shape[0]}, {vd}) "
-                             f"for view_inputs={self.config.view_inputs!r}, got {tuple(view.shape)}")
-        return torch.cat([latents, view], dim=-1)
+        return self._with_view(branch, self.encode_inputs(latents, centroids), view)
 
-    def forward(self, latents: torch.Tensor, view: torch.Tensor | None = None) -> DecodedAttributes:
+    def forward(self, latents: torch.Tensor, view: torch.Tensor | None = None,
+                centroids: torch.Tensor | None = None) -> DecodedAttributes:
         out = {}
+        base = self.encode_inputs(latents, centroids)
         for b in ("color", "opacity", "scale", "rotation", "motion"):
             if b in self.branches:
-                raw = self.branches[b](self.branch_input(b, latents, view))
+                raw = self.branches[b](self._with_view(b, base, view))
                 out[b] = activate(b, raw, self.config.scale_log_range)
             else:
                 out[b] = None
         return DecodedAttributes(**out)
+
+    def _with_view(self, branch: str, base: torch.Tensor, view: torch.Tensor | None) -> torch.Tensor:
+        if branch not in self.config.view_dependent_branches or self.config.view_dim == 0:
+            return base
+        vd = self.config.view_dim
+        if view is None:
+            view = base.new_zeros(base.shape[0], vd)
+        elif view.shape != (base.shape[0], vd):
+            raise ValueError(f"view inputs: expected shape ({base.shape[0]}, {vd}), got {tuple(view.shape)}")
+        return torch.cat([base, view], dim=-1)
 
     # --- access for shaping and editing ---------------------------------------------------
     def perturbable_weight(self, branch: str) -> nn.Parameter:
         """The weight (out, in) of ``branch``'s perturbable layer."""
         return self._branch(branch).perturbable.weight
 
-    def activations(self, branch: str, latents: torch.Tensor, view: torch.Tensor | None = None) -> torch.Tensor:
+    def activations(self, branch: str, latents: torch.Tensor, view: torch.Tensor | None = None,
+                    centroids: torch.Tensor | None = None) -> torch.Tensor:
         """(B, hidden) activations entering ``branch``'s perturbable layer."""
-        return self._branch(branch).activation(self.branch_input(branch, latents, view))
+        return self._branch(branch).activation(self.branch_input(branch, latents, view, centroids))
 
-    def branch_activations(self, branch: str, latents: torch.Tensor, view: torch.Tensor | None = None) -> BranchActivations:
-        return self._branch(branch).forward_with_activations(self.branch_input(branch, latents, view))
+    def branch_activations(self, branch: str, latents: torch.Tensor, view: torch.Tensor | None = None,
+                           centroids: torch.Tensor | None = None) -> BranchActivations:
+        return self._branch(branch).forward_with_activations(self.branch_input(branch, latents, view, centroids))
 
-    def output_deltas(self, branch: str, latents: torch.Tensor, channel: int, view: torch.Tensor | None = None):
+    def output_deltas(self, branch: str, latents: torch.Tensor, channel: int, view: torch.Tensor | None = None,
+                      centroids: torch.Tensor | None = None):
         """(delta, a): delta_i = d y_i[channel] / d z_i and a_i, so J_i = delta_i a_i^T.
 
         y is the *activated* output of the branch. Each Gaussian's output depends only on its
@@ -113,7 +140,7 @@ class AttributeDecoder(nn.Module):
         """
         mlp = self._branch(branch)
         with torch.enable_grad():
-            x = self.branch_input(branch, latents.detach(), None if view is None else view.detach())
+            x = self.branch_input(branch, latents.detach(), None if view is None else view.detach(), centroids)
             a = mlp.activation(x).detach()
             z = nn.functional.linear(a, mlp.perturbable.weight.detach(), mlp.perturbable.bias.detach())
             z.requires_grad_(True)

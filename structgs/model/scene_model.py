@@ -89,7 +89,7 @@ class SceneModel(nn.Module):
         mu = self.centroids if index is None else self.centroids[index]
         if view is None:
             view = self.view_inputs(camera, index)
-        out = self.decoder(lat, view)
+        out = self.decoder(lat, view, centroids=mu)
         ex = {k: (v if index is None else v[index]) for k, v in self.explicit.items()}
         color = out.color if out.color is not None else torch.sigmoid(ex["color"])
         opacity = out.opacity if out.opacity is not None else torch.sigmoid(ex["opacity"])
@@ -97,6 +97,25 @@ class SceneModel(nn.Module):
         rotation = out.rotation if out.rotation is not None else ex["rotation"]
         offsets = out.motion if out.motion is not None else torch.zeros_like(mu)
         return Splats(mu + offsets, rotation, scale, opacity, color, offsets)
+
+    def activations(self, branch: str, index: torch.Tensor | None = None, view: torch.Tensor | None = None,
+                    camera: Camera | None = None) -> torch.Tensor:
+        """(B, hidden) activations entering ``branch``'s perturbable layer for Gaussians ``index``
+        (all if None), with explicit ``view`` inputs or those of ``camera`` (canonical if neither)."""
+        if view is None and camera is not None:
+            view = self.view_inputs(camera, index)
+        lat = self.latents if index is None else self.latents[index]
+        mu = self.centroids if index is None else self.centroids[index]
+        return self.decoder.activations(branch, lat.detach(), view, centroids=mu.detach())
+
+    def output_deltas(self, branch: str, channel: int, index: torch.Tensor | None = None,
+                      view: torch.Tensor | None = None, camera: Camera | None = None):
+        """(delta, a) with J_i = delta_i a_i^T for output ``channel`` of ``branch`` (see the decoder)."""
+        if view is None and camera is not None:
+            view = self.view_inputs(camera, index)
+        lat = self.latents if index is None else self.latents[index]
+        mu = self.centroids if index is None else self.centroids[index]
+        return self.decoder.output_deltas(branch, lat, channel, view, centroids=mu.detach())
 
     def render(self, camera: Camera, background: torch.Tensor | None = None, backend: str = "auto",
                **kwargs) -> RenderOutput:

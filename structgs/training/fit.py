@@ -113,7 +113,10 @@ class Fitter:
             lo, hi = min(lo, math.log(self.extent) - 9.0), max(hi, math.log(self.extent) - 1.0)
         from dataclasses import replace
 
-        dec = replace(dec, scale_log_range=(lo, hi))
+        lo_p, hi_p = g.means.min(0).values, g.means.max(0).values
+        centre = (lo_p + hi_p) / 2
+        half = float((hi_p - lo_p).max()) / 2 if len(g) > 1 else 1.0
+        dec = replace(dec, scale_log_range=(lo, hi), position_center=tuple(centre.tolist()), position_scale=max(half, 1e-6))
         meta = {"data": str(self.data.resolve()), "background": list(self.cfg.background),
                 "downscale": self.cfg.downscale, "source_ply": str(self.ply.resolve()) if self.ply else None,
                 "init": None if self.init is None else str(self.init), "scene_extent": self.extent,

@@ -82,6 +82,9 @@ class DensifyPrune:
         g = render_output.means2d.grad
         if g is not None:
             visible = render_output.radii > 0
+            # pixel-space gradients -> NDC-scaled ones, the units of 3DGS's threshold (as gsplat does)
+            h, w = render_output.image.shape[:2]
+            g = g * g.new_tensor([w / 2.0, h / 2.0])
             self.grad_accum[visible] += g[visible].norm(dim=-1)
             self.count[visible] += 1
         if step >= cfg.start and step % cfg.every == 0:

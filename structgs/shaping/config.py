@@ -1,0 +1,79 @@
+"""Shaping configuration."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass
+class ShapeConfig:
+    """How ``structgs shape`` fine-tunes a fitted decoder (METHOD.md §3)."""
+
+    association: str = "tracked"
+    """Mask ids across views: ``tracked`` (consistent), ``overlap`` (merge per-view ids by
+    3D overlap), ``none`` (tracker-free, Eq. 12: InfoNCE on rendered activation pixels)."""
+    objective: str = "activation"
+    """``activation`` (InfoNCE on cos(a_i, a_j), survives edits) or ``jacobian`` (JacobiGS
+    baseline: InfoNCE on cos(J_i, J_j) of explicit Jacobians)."""
+    branches: tuple[str, ...] = ()
+    """Branches to shape (empty: every branch of the decoder)."""
+    iters: int = 400
+    """Fine-tuning steps."""
+    repair_iters: int = 200
+    """Final steps that train only the layers from the perturbable layer on, with L_recon
+    alone. They cannot change the activations entering the perturbable layer (computed
+    before it), so the shaping is kept exactly while the attributes are restored."""
+    batch: int = 1024
+    """Gaussians per step (activation objective)."""
+    jacobian_batch: int = 128
+    """Gaussians per step for the jacobian objective (explicit Jacobians are large)."""
+    lambda_mi: float = 1.0
+    """Weight of the InfoNCE term."""
+    lambda_reg: float = 0.5
+    """Weight of the kNN smoothness term (Eq. 10)."""
+    tau: float = 0.1
+    """InfoNCE temperature."""
+    knn: int = 16
+    """Neighbours for the smoothness term (faiss, by centroid distance, within the touched pool)."""
+    touch_fraction: float = 0.1
+    """Fraction of all Gaussians the fine-tune may touch (the paper touches 7-15 %)."""
+    sampling: str = "uniform"
+    """How the touched pool is drawn: ``uniform`` or ``fps`` (farthest-point, by centroid)."""
+    recon: str = "attributes"
+    """L_recon: ``attributes`` (keep the fitted decoder's attributes on the batch: touches
+    only the batch) or ``photometric`` (L1 + D-SSIM on a rendered view: touches every visible
+    Gaussian, so the fraction touched is no longer bounded)."""
+    lr: float = 1e-3
+    """Adam learning rate of the decoder."""
+    pixels: int = 1024
+    """Tracker-free mode: pixels sampled per step."""
+    feature_downscale: float = 2.0
+    """Tracker-free mode: resolution divisor of the rendered activation image."""
+    ignore_id: int = 0
+    """Mask id that means "no object" (never a label)."""
+    min_weight: float = 0.05
+    """Lifting: a Gaussian whose best blending weight is below this stays unlabelled."""
+    overlap_iou: float = 0.3
+    """Overlap association: minimum IoU of two per-view id sets to merge them."""
+    checkpoint_every: int = 100
+    """Steps between atomic checkpoints."""
+    seed: int = 0
+    """Random seed."""
+
+    def __post_init__(self) -> None:
+        self.branches = tuple(self.branches)
+        checks = {"association": ("tracked", "overlap", "none"), "objective": ("activation", "jacobian"),
+                  "sampling": ("uniform", "fps"), "recon": ("attributes", "photometric")}
+        for name, allowed in checks.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"shape: {name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if not 0 < self.touch_fraction <= 1:
+            raise ValueError(f"shape: touch_fraction must be in (0, 1], got {self.touch_fraction}")
+        if self.association == "none" and self.objective == "jacobian":
+            raise ValueError("shape: the tracker-free mode (association none) shapes rendered activations; "
+                             "use objective activation")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["branches"] = list(self.branches)
+        return d

@@ -1,0 +1,73 @@
+"""Shaping losses (METHOD.md §3).
+
+Supervised InfoNCE (Eq. 8) on cosine similarities with temperature tau: for anchor i with
+positives P(i) (same label, i excluded),
+    L_i = -1/|P(i)| sum_{p in P(i)} log( exp(c_ip / tau) / sum_{a != i} exp(c_ia / tau) ).
+Anchors without a positive in the batch are skipped.
+
+kNN smoothness (Eq. 10): 1 - cos(a_i, mean_{j in kNN(i)} a_j), the neighbours' mean detached.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def cosine_matrix(x: torch.Tensor) -> torch.Tensor:
+    x = F.normalize(x, dim=-1, eps=1e-8)
+    return x @ x.T
+
+
+def supervised_infonce(features: torch.Tensor, labels: torch.Tensor, tau: float = 0.1) -> torch.Tensor:
+    """Mean supervised InfoNCE over anchors that have at least one positive (0 if none)."""
+    b = features.shape[0]
+    logits = cosine_matrix(features) / tau
+    eye = torch.eye(b, dtype=torch.bool, device=features.device)
+    logits = logits.masked_fill(eye, float("-inf"))
+    log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)
+    pos = (labels[:, None] == labels[None, :]) & ~eye
+    n_pos = pos.sum(1)
+    valid = n_pos > 0
+    if not valid.any():
+        return features.sum() * 0.0
+    per_anchor = -(log_prob.masked_fill(~pos, 0.0).sum(1)[valid]) / n_pos[valid]
+    return per_anchor.mean()
+
+
+def knn_smoothness(features: torch.Tensor, neighbour_features: torch.Tensor) -> torch.Tensor:
+    """features (B, D); neighbour_features (B, k, D): 1 - cos(a_i, mean of neighbours), mean over B."""
+    target = F.normalize(neighbour_features.detach(), dim=-1).mean(1)
+    return (1 - F.cosine_similarity(features, target, dim=-1, eps=1e-8)).mean()
+
+
+def jacobian_features(decoder, branch: str, latents: torch.Tensor, view: torch.Tensor | None,
+                      centroids: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, C * out * in) explicit per-Gaussian Jacobians dy/dW of the perturbable layer, for every
+    output channel, differentiable w.r.t. the decoder (JacobiNeRF/JacobiGS baseline)."""
+    from structgs.decoder.decoder import activate
+
+    mlp = decoder._branch(branch)
+    x = decoder.branch_input(branch, latents, view, centroids)
+    a = mlp.activation(x)
+    z = mlp.perturbable(a)
+    y = activate(branch, mlp.after_preact(z), decoder.config.scale_log_range)
+    y = y if y.ndim == 2 else y[:, None]
+    jac = []
+    for c in range(y.shape[1]):
+        (delta,) = torch.autograd.grad(y[:, c].sum(), z, create_graph=True)
+        jac.append(torch.einsum("bo,bi->boi", delta, a).reshape(a.shape[0], -1))
+    return torch.cat(jac, dim=1)
+
+
+@torch.no_grad()
+def object_cosine_matrix(features: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
+    """(K, K) mean cos(a_i, a_j) for i in object k, j in object l (pairs over all Gaussians).
+
+    With u_k the mean unit activation of object k, the mean pairwise cosine is u_k . u_l
+    (diagonal: i = j pairs included, negligible for large objects).
+    """
+    ids = sorted(int(k) for k in labels.unique() if k >= 0)
+    unit = F.normalize(features, dim=-1, eps=1e-8)
+    means = torch.stack([unit[labels == k].mean(0) for k in ids])
+    return means @ means.T, ids

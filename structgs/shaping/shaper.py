@@ -1,0 +1,334 @@
+"""Information shaping: fine-tune a fitted decoder so that Gaussians of one object get aligned
+activations (hence aligned Jacobians) and different objects orthogonal ones (METHOD.md §2-3).
+
+Only the decoder is trained; centroids and latents stay as fitted. Each step touches a batch
+drawn from a fixed pool of ``touch_fraction * N`` Gaussians.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from structgs.eval.metrics import psnr
+from structgs.model import SceneModel
+from structgs.render.api import rasterize
+from structgs.scene.dataset import SceneDataset
+from structgs.shaping.config import ShapeConfig
+from structgs.shaping.knn import knn_indices
+from structgs.shaping.lifting import UNLABELLED, lift_masks, matched_accuracy
+from structgs.shaping.losses import jacobian_features, knn_smoothness, object_cosine_matrix, supervised_infonce
+from structgs.shaping.sampling import sample_pool
+from structgs.training.losses import photometric_loss, quaternion_distance
+from structgs.utils.io import replace_dir_atomically, write_json
+from structgs.utils.log import get_logger
+
+log = get_logger("shaping")
+CHECKPOINT_DIR = "checkpoint"
+
+
+def branch_features(model: SceneModel, branch: str, index: torch.Tensor, view: torch.Tensor | None,
+                    objective: str) -> torch.Tensor:
+    if objective == "jacobian":
+        return jacobian_features(model.decoder, branch, model.latents[index].detach(), view,
+                                 model.centroids[index].detach())
+    return model.activations(branch, index, view)
+
+
+def attribute_distillation(student, teacher) -> torch.Tensor:
+    """L1 on decoded attributes vs the frozen fitted decoder (L_recon without rendering)."""
+    loss = (student.colors - teacher.colors).abs().mean() + (student.opacities - teacher.opacities).abs().mean()
+    loss = loss + 0.5 * (student.scales.log() - teacher.scales.log()).abs().mean()
+    loss = loss + quaternion_distance(student.quats, teacher.quats) + (student.offsets - teacher.offsets).abs().mean()
+    return loss
+
+
+class Shaper:
+    def __init__(self, model: SceneModel, dataset: SceneDataset, masks_dir: Path, out: Path,
+                 config: ShapeConfig | None = None, progress: bool = True):
+        self.cfg = config or ShapeConfig()
+        self.model, self.ds, self.masks_dir, self.out = model, dataset, Path(masks_dir), Path(out)
+        self.progress = progress
+        self.device = model.device
+        self.branches = list(self.cfg.branches) or list(model.decoder.branches.keys())
+        missing = [b for b in self.branches if b not in model.decoder.branches]
+        if missing:
+            raise ValueError(f"shape: the decoder has no branches {missing} (it has {list(model.decoder.branches)})")
+        self.cams = dataset.split("train")
+        self.bg = torch.tensor(dataset.background, dtype=torch.float32, device=self.device)
+        self.teacher = copy.deepcopy(model).eval().requires_grad_(False)
+        self.gen = torch.Generator().manual_seed(self.cfg.seed)
+        self.step = 0
+        self.labels: torch.Tensor | None = None
+        self.pool: torch.Tensor | None = None
+        self.touched = torch.zeros(model.num_gaussians, dtype=torch.bool, device=self.device)
+        self.lift_info: dict = {}
+        for p in (model.centroids, model.latents, *model.explicit.values()):
+            p.requires_grad_(False)
+        self.opt = torch.optim.Adam(model.decoder.parameters(), lr=self.cfg.lr)
+
+    # --- set-up -----------------------------------------------------------------------
+    def prepare(self, gt_labels: torch.Tensor | None = None) -> None:
+        cfg = self.cfg
+        if cfg.association != "none":
+            lift = lift_masks(self.model, self.ds, self.masks_dir, cfg.association, cfg.ignore_id, cfg.min_weight,
+                              cfg.overlap_iou, self.progress)
+            self.labels = lift.labels.to(self.device)
+            self.lift_info = {"coverage": lift.coverage, "num_ids": int(self.labels[self.labels >= 0].unique().numel())}
+            if gt_labels is not None:
+                self.lift_info["accuracy"] = matched_accuracy(lift.labels.cpu(), gt_labels.cpu())
+        self.pool = sample_pool(self.model.centroids.detach(), cfg.touch_fraction, cfg.sampling, self.gen).to(self.device)
+        k = min(cfg.knn + 1, self.pool.numel())
+        self.pool_knn = knn_indices(self.model.centroids.detach()[self.pool], k)[:, 1:]  # positions within the pool
+
+    # --- one step -----------------------------------------------------------------------
+    def _step_lifted(self, cam) -> dict[str, torch.Tensor]:
+        cfg, m = self.cfg, self.model
+        bsz = cfg.jacobian_batch if cfg.objective == "jacobian" else cfg.batch
+        pos = torch.randperm(self.pool.numel(), generator=self.gen)[:bsz].to(self.device)
+        idx = self.pool[pos]
+        self.touched[idx] = True
+        view = m.view_inputs(cam, idx)
+        lab = self.labels[idx]
+        has = lab != UNLABELLED
+        nbr = self.pool[self.pool_knn[pos]]  # (B, k), within the pool
+        nview = m.view_inputs(cam, nbr.reshape(-1))
+        mi = reg = torch.zeros((), device=self.device)
+        for b in self.branches:
+            feats = branch_features(m, b, idx, view, cfg.objective)
+            if has.sum() > 1:
+                mi = mi + supervised_infonce(feats[has], lab[has], cfg.tau)
+            if cfg.lambda_reg > 0:
+                a = feats if cfg.objective == "activation" else m.activations(b, idx, view)
+                with torch.no_grad():
+                    na = m.activations(b, nbr.reshape(-1), nview)
+                reg = reg + knn_smoothness(a, na.reshape(nbr.shape[0], nbr.shape[1], -1))
+        rec = self._recon(cam, idx, view)
+        return {"mi": mi / len(self.branches), "reg": reg / len(self.branches), "recon": rec}
+
+    def _step_tracker_free(self, cam) -> dict[str, torch.Tensor]:
+        """Eq. 12: InfoNCE on pixels of A(p) = sum_i w_i(p) a_i, with this view's own mask ids."""
+        cfg, m = self.cfg, self.model
+        small = cam.scaled(cfg.feature_downscale)
+        mask = self.ds.mask(cam, self.masks_dir).to(self.device)
+        ys = (torch.arange(small.height, device=self.device) + 0.5) * cam.height / small.height
+        xs = (torch.arange(small.width, device=self.device) + 0.5) * cam.width / small.width
+        ids = mask[ys.long().clamp(max=cam.height - 1)][:, xs.long().clamp(max=cam.width - 1)]
+        valid = torch.nonzero((ids != cfg.ignore_id).reshape(-1)).flatten()
+        with torch.no_grad():
+            s = m.decode(cam)
+        view = m.view_inputs(cam)
+        feats = torch.cat([m.activations(b, None, view) for b in self.branches], dim=1)
+        out = rasterize(s.means, s.quats, s.scales, s.opacities, feats, small)
+        self.touched |= out.radii > 0
+        mi = torch.zeros((), device=self.device)
+        if valid.numel() > 1:
+            pick = valid[torch.randperm(valid.numel(), generator=self.gen)[: cfg.pixels].to(self.device)]
+            A = out.image.reshape(-1, feats.shape[1])[pick]
+            lab = ids.reshape(-1)[pick]
+            width = feats.shape[1] // len(self.branches)
+            for k in range(len(self.branches)):
+                mi = mi + supervised_infonce(A[:, k * width:(k + 1) * width], lab, cfg.tau)
+        idx = torch.randperm(m.num_gaussians, generator=self.gen)[: cfg.batch].to(self.device)
+        return {"mi": mi / len(self.branches), "reg": torch.zeros((), device=self.device),
+                "recon": self._recon(cam, idx, m.view_inputs(cam, idx))}
+
+    def _recon(self, cam, idx, view) -> torch.Tensor:
+        if self.cfg.recon == "photometric":
+            out = self.model.render(cam, background=self.bg)
+            self.touched |= out.radii > 0
+            return photometric_loss(out.image, self.ds.image(cam).to(self.device))
+        with torch.no_grad():
+            target = self.teacher.decode(index=idx, view=view)
+        return attribute_distillation(self.model.decode(index=idx, view=view), target)
+
+    # --- loop ---------------------------------------------------------------------------
+    def train(self) -> None:
+        cfg = self.cfg
+        bar = tqdm(range(self.step, cfg.iters), desc=f"shaping ({cfg.association}, {cfg.objective})",
+                   disable=not self.progress, initial=self.step, total=cfg.iters)
+        for self.step in bar:
+            for g in self.opt.param_groups:
+                g["lr"] = cfg.lr * 0.1 ** (self.step / max(cfg.iters, 1))
+            cam = self.cams[int(torch.randint(len(self.cams), (1,), generator=self.gen))]
+            parts = self._step_tracker_free(cam) if cfg.association == "none" else self._step_lifted(cam)
+            loss = parts["recon"] + cfg.lambda_mi * parts["mi"] + cfg.lambda_reg * parts["reg"]
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
+            if self.step % 10 == 0:
+                bar.set_postfix(mi=f"{parts['mi'].item():.3f}", reg=f"{parts['reg'].item():.3f}",
+                                recon=f"{parts['recon'].item():.4f}", touched=f"{self.touched_fraction:.1%}")
+            if cfg.checkpoint_every and (self.step + 1) % cfg.checkpoint_every == 0 and self.step + 1 < cfg.iters:
+                self.step += 1
+                self.checkpoint()
+                self.step -= 1
+        self.step = cfg.iters
+        self.repair()
+
+    def _post_activation_parameters(self) -> list[torch.nn.Parameter]:
+        params = []
+        for b in self.branches:
+            mlp = self.model.decoder.branches[b]
+            for layer in mlp.layers[mlp.perturb_index:]:
+                params += list(layer.parameters())
+        for b, mlp in self.model.decoder.branches.items():  # unshaped branches may adapt freely
+            if b not in self.branches:
+                params += list(mlp.parameters())
+        return params
+
+    def repair(self) -> None:
+        """Restore attributes with the shaped activations frozen (see ShapeConfig.repair_iters)."""
+        cfg = self.cfg
+        if cfg.repair_iters <= 0:
+            return
+        params = self._post_activation_parameters()
+        opt = torch.optim.Adam(params, lr=cfg.lr)
+        frozen = [p for p in self.model.decoder.parameters() if all(p is not q for q in params)]
+        for p in frozen:
+            p.requires_grad_(False)
+        bar = tqdm(range(cfg.repair_iters), desc="shaping (repair)", disable=not self.progress)
+        for it in bar:
+            for g in opt.param_groups:
+                g["lr"] = cfg.lr * 0.1 ** (it / cfg.repair_iters)
+            cam = self.cams[int(torch.randint(len(self.cams), (1,), generator=self.gen))]
+            pos = torch.randperm(self.pool.numel(), generator=self.gen)[: cfg.batch * 4].to(self.device)
+            idx = self.pool[pos]
+            loss = self._recon(cam, idx, self.model.view_inputs(cam, idx))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if it % 20 == 0:
+                bar.set_postfix(recon=f"{loss.item():.4f}")
+        for p in frozen:
+            p.requires_grad_(True)
+
+    @property
+    def touched_fraction(self) -> float:
+        return float(self.touched.float().mean())
+
+    # --- checkpoints --------------------------------------------------------------------
+    def checkpoint(self) -> None:
+        state = {"step": self.step, "gen": self.gen.get_state(), "torch_rng": torch.get_rng_state(),
+                 "opt": self.opt.state_dict(), "labels": self.labels, "pool": self.pool, "pool_knn": self.pool_knn,
+                 "touched": self.touched, "lift_info": self.lift_info, "teacher": self.teacher.state_dict()}
+
+        def write(tmp: Path) -> None:
+            self.model.save_pretrained(tmp)
+            torch.save(state, tmp / "shaper.pt")
+
+        replace_dir_atomically(self.out / CHECKPOINT_DIR, write)
+
+    def restore(self) -> bool:
+        ck = self.out / CHECKPOINT_DIR
+        if not (ck / "shaper.pt").is_file():
+            return False
+        loaded = SceneModel.from_pretrained(ck, self.device)
+        self.model.load_state_dict(loaded.state_dict())
+        st = torch.load(ck / "shaper.pt", map_location=self.device, weights_only=False)
+        self.teacher.load_state_dict(st["teacher"])
+        self.opt.load_state_dict(st["opt"])
+        self.step, self.labels, self.pool, self.pool_knn = st["step"], st["labels"], st["pool"], st["pool_knn"]
+        self.touched, self.lift_info = st["touched"], st["lift_info"]
+        self.gen.set_state(st["gen"])
+        torch.set_rng_state(st["torch_rng"])
+        log.info("resuming shaping at step %d", self.step)
+        return True
+
+
+@torch.no_grad()
+def activation_report(model: SceneModel, labels: torch.Tensor, cameras, branches) -> dict:
+    """Object x object mean activation cosine per branch, averaged over ``cameras``' view inputs."""
+    out = {}
+    for b in branches:
+        mats = []
+        for cam in cameras:
+            a = model.activations(b, camera=cam)
+            mat, ids = object_cosine_matrix(a, labels)
+            mats.append(mat)
+        mat = torch.stack(mats).mean(0)
+        k = len(ids)
+        off = mat[~torch.eye(k, dtype=torch.bool)]
+        out[b] = {"ids": ids, "matrix": mat.tolist(), "within_min": float(mat.diagonal().min()),
+                  "within_mean": float(mat.diagonal().mean()), "between_max": float(off.max()) if k > 1 else 0.0,
+                  "between_mean": float(off.mean()) if k > 1 else 0.0}
+    return out
+
+
+@torch.no_grad()
+def test_psnr(model: SceneModel, ds: SceneDataset) -> float:
+    bg = torch.tensor(ds.background, dtype=torch.float32, device=model.device)
+    cams = ds.split("test") if "test" in ds.cameras else ds.split("train")
+    vals = [psnr(model.render(c, background=bg).image, ds.image(c).to(model.device)) for c in cams]
+    return sum(vals) / len(vals)
+
+
+def format_matrix(entry: dict) -> str:
+    ids = entry["ids"]
+    lines = ["      " + " ".join(f"{i:>6d}" for i in ids)]
+    for i, row in zip(ids, entry["matrix"]):
+        lines.append(f"{i:>5d} " + " ".join(f"{v:6.3f}" for v in row))
+    return "\n".join(lines)
+
+
+def load_gt_labels(ds: SceneDataset, n: int, path: Path | None = None) -> torch.Tensor | None:
+    """Ground-truth labels per Gaussian: ``path``, or ``<data>/labels.npy`` when its length matches."""
+    p = Path(path) if path is not None else ds.root / "labels.npy"
+    if not p.is_file():
+        if path is not None:
+            raise FileNotFoundError(f"{p}: ground-truth labels file does not exist")
+        return None
+    arr = np.load(p)
+    if arr.shape != (n,):
+        if path is not None:
+            raise ValueError(f"{p}: {arr.shape} labels for a run with {n} Gaussians")
+        return None
+    return torch.from_numpy(arr.astype(np.int64))
+
+
+def shape_run(run: Path, masks: Path, out: Path, config: ShapeConfig | None = None, data: Path | None = None,
+              gt_labels: Path | None = None, resume: bool = False, device: str = "auto", progress: bool = True) -> dict:
+    """Load RUN, shape it with the masks, write the shaped run to OUT (RUN is never modified)."""
+    from structgs.pipeline.render_views import run_dataset
+    from structgs.utils.device import resolve_device
+
+    cfg = config or ShapeConfig()
+    run, out, masks = Path(run), Path(out), Path(masks)
+    if out.resolve() == run.resolve():
+        raise ValueError(f"--out {out} is the input run; shaping writes a new run")
+    if not masks.is_dir():
+        raise FileNotFoundError(f"{masks}: masks directory does not exist")
+    if ((out / "config.json").is_file() or (out / CHECKPOINT_DIR).is_dir()) and not resume:
+        raise ValueError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+    dev = resolve_device(device)
+    torch.manual_seed(cfg.seed)
+    model = SceneModel.from_pretrained(run, dev)
+    ds = run_dataset(model, data)
+    for cam in ds.split("train"):  # fail early, naming the file, if a mask is missing or the wrong size
+        ds.mask(cam, masks)
+    gt = load_gt_labels(ds, model.num_gaussians, gt_labels)
+    t0 = time.perf_counter()
+    psnr_before = test_psnr(model, ds)
+    shaper = Shaper(model, ds, masks, out, cfg, progress)
+    if not (resume and shaper.restore()):
+        shaper.prepare(gt)
+    shaper.train()
+    elapsed = time.perf_counter() - t0
+    model.meta["shaping"] = cfg.to_dict()
+    model.save_pretrained(out)
+    if shaper.labels is not None:
+        np.save(out / "lifted_labels.npy", shaper.labels.cpu().numpy())
+    report = {"config": cfg.to_dict(), "lifting": shaper.lift_info, "fraction_touched": shaper.touched_fraction,
+              "psnr_before": psnr_before, "psnr_after": test_psnr(model, ds), "seconds": elapsed,
+              "branches": shaper.branches}
+    report["psnr_drop"] = report["psnr_before"] - report["psnr_after"]
+    if gt is not None:
+        report["activation_cosine"] = activation_report(model, gt.to(dev), ds.split("train")[:4], shaper.branches)
+    write_json(out / "shape_report.json", report)
+    return report
