@@ -121,9 +121,192 @@ def export(
     typer.echo(f"wrote {out}")
 
 
-def main() -> None:
+class Association(str, Enum):
+    tracked = "tracked"
+    overlap = "overlap"
+    none = "none"
+
+
+class Objective(str, Enum):
+    activation = "activation"
+    jacobian = "jacobian"
+
+
+class Method(str, Enum):
+    shaped = "shaped"
+    voting = "voting"
+    projection = "projection"
+    binary = "binary"
+
+
+class Op(str, Enum):
+    remove = "remove"
+    recolor = "recolor"
+    move = "move"
+
+
+@app.command()
+def shape(
+    run: Annotated[Path, typer.Argument(help="A fitted run (never modified).")],
+    masks: Annotated[Path, typer.Option(help="Id masks: <masks>/<view name>.png for the training views.")],
+    out: Annotated[Path, typer.Option(help="The shaped run to write.")],
+    association: Annotated[Association, typer.Option(help="How mask ids relate across views.")] = Association.tracked,
+    objective: Annotated[Objective, typer.Option(help="activation (ours) or jacobian (JacobiGS baseline).")] = Objective.activation,
+    iters: Annotated[int, typer.Option(help="Shaping steps.")] = 400,
+    lambda_mi: Annotated[float, typer.Option(help="Weight of the InfoNCE term.")] = 1.0,
+    lambda_reg: Annotated[float, typer.Option(help="Weight of the kNN smoothness term.")] = 0.5,
+    tau: Annotated[float, typer.Option(help="InfoNCE temperature.")] = 0.1,
+    knn: Annotated[int, typer.Option(help="Neighbours of the smoothness term.")] = 16,
+    branches: Annotated[Optional[list[str]], typer.Option(help="Branches to shape (repeat; default all).")] = None,
+    touch_fraction: Annotated[float, typer.Option(help="Fraction of Gaussians the fine-tune may touch.")] = 0.1,
+    sampling: Annotated[str, typer.Option(help="Pool sampling: uniform or fps.")] = "uniform",
+    data: Annotated[Optional[Path], typer.Option(help="Dataset (default: the run's).")] = None,
+    gt_labels: Annotated[Optional[Path], typer.Option(help="Ground-truth labels .npy for the report.")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue a killed shaping run.")] = False,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    device: Annotated[DeviceChoice, typer.Option(help="Where to compute.")] = DeviceChoice.auto,
+) -> None:
+    """Shape a fitted decoder with 2D masks (InfoNCE on activations) into a new run."""
+    from structgs.shaping.config import ShapeConfig
+    from structgs.shaping.shaper import format_matrix, shape_run
+
+    cfg = ShapeConfig(association=association.value, objective=objective.value, iters=iters, lambda_mi=lambda_mi,
+                      lambda_reg=lambda_reg, tau=tau, knn=knn, branches=tuple(branches or ()),
+                      touch_fraction=touch_fraction, sampling=sampling, seed=seed)
+    report = shape_run(run, masks, out, cfg, data=data, gt_labels=gt_labels, resume=resume, device=device.value)
+    typer.echo(f"shaped {out}: touched {report['fraction_touched']:.1%} of Gaussians, test PSNR "
+               f"{report['psnr_before']:.2f} -> {report['psnr_after']:.2f} dB, {report['seconds']:.0f} s")
+    if report["lifting"]:
+        typer.echo(f"lifting: {report['lifting']}")
+    for b, entry in report.get("activation_cosine", {}).items():
+        typer.echo(f"{b}: mean activation cosine, object x object\n{format_matrix(entry)}")
+
+
+SelGaussians = Annotated[Optional[Path], typer.Option("--gaussians", help="Selection: .npy of ids or a boolean mask.")]
+SelView = Annotated[Optional[str], typer.Option("--view", help="View name for --pixel / --mask.")]
+SelPixel = Annotated[Optional[list[str]], typer.Option("--pixel", help="Pixel X Y of --view (repeatable).")]
+SelMask = Annotated[Optional[Path], typer.Option("--mask", help="2D mask PNG of --view (non-zero = selected).")]
+
+
+def _spec(gaussians, view, pixel, mask):
+    from structgs.pipeline.edit_ops import SelectionSpec
+
+    if gaussians is None and not pixel and mask is None:
+        return None
+    return SelectionSpec(gaussians=gaussians, view=view, pixels=[_parse_pixel(p) for p in pixel] if pixel else None,
+                         mask=mask)
+
+
+def _parse_pixel(text: str) -> tuple[int, int]:
     try:
-        app()
+        x, y = (int(v) for v in text.split(","))
+    except ValueError:
+        raise typer.BadParameter(f"--pixel expects two integers X Y, got {text!r}") from None
+    return x, y
+
+
+def _fold_pixel_args(argv: list[str]) -> list[str]:
+    """``--pixel X Y`` -> ``--pixel X,Y`` (typer has no repeatable two-value options)."""
+    out, i = [], 0
+    while i < len(argv):
+        if argv[i] == "--pixel":
+            vals = argv[i + 1:i + 3]
+            if len(vals) == 2 and all(v.lstrip("-").isdigit() for v in vals):
+                out += ["--pixel", ",".join(vals)]
+                i += 3
+                continue
+        out.append(argv[i])
+        i += 1
+    return out
+
+
+@app.command()
+def segment(
+    run: Annotated[Path, typer.Argument(help="A run directory.")],
+    out: Annotated[Path, typer.Option(help="Output .npy: one boolean per Gaussian, in stored order.")],
+    gaussians: SelGaussians = None, view: SelView = None, pixel: SelPixel = None, mask: SelMask = None,
+    method: Annotated[Method, typer.Option(help="shaped (Jacobian cosine) or a voting method.")] = Method.shaped,
+    masks: Annotated[Optional[Path], typer.Option(help="Id masks (voting methods).")] = None,
+    target: Annotated[Optional[int], typer.Option(help="Target id in --masks (voting methods).")] = None,
+    threshold: Annotated[Optional[float], typer.Option(help="Shaped: cosine threshold (default 0.5).")] = None,
+    data: Annotated[Optional[Path], typer.Option(help="Dataset (default: the run's).")] = None,
+    device: Annotated[DeviceChoice, typer.Option(help="Where to compute.")] = DeviceChoice.auto,
+) -> None:
+    """Segment an object in 3D from Gaussian ids, pixels or a 2D mask; write a boolean .npy."""
+    from structgs.pipeline.edit_ops import segment_command
+
+    sel = segment_command(run, out, _spec(gaussians, view, pixel, mask), method.value, masks, target, threshold, data,
+                          device.value)
+    typer.echo(f"selected {int(sel.sum())} of {sel.size} Gaussians -> {out}")
+
+
+@app.command()
+def edit(
+    run: Annotated[Path, typer.Argument(help="A run directory (never modified).")],
+    op: Annotated[Op, typer.Option(help="remove, recolor or move.")],
+    out: Annotated[Path, typer.Option(help="The edited run to write (edit it again to chain edits).")],
+    gaussians: SelGaussians = None, view: SelView = None, pixel: SelPixel = None, mask: SelMask = None,
+    rgb: Annotated[Optional[tuple[float, float, float]], typer.Option(help="Target colour in [0,1] (recolor).")] = None,
+    translate: Annotated[Optional[tuple[float, float, float]], typer.Option(help="Translation (move).")] = None,
+    method: Annotated[Method, typer.Option(help="shaped (weight perturbation) or a voting method (direct).")] = Method.shaped,
+    masks: Annotated[Optional[Path], typer.Option(help="Id masks (voting methods).")] = None,
+    target: Annotated[Optional[int], typer.Option(help="Target id in --masks (voting methods).")] = None,
+    expand: Annotated[Optional[bool], typer.Option("--expand/--no-expand", help="Shaped: expand the selection to its object first (default: yes for pixels/masks, no for --gaussians).")] = None,
+    data: Annotated[Optional[Path], typer.Option(help="Dataset (default: the run's).")] = None,
+    device: Annotated[DeviceChoice, typer.Option(help="Where to compute.")] = DeviceChoice.auto,
+) -> None:
+    """Remove, recolor or move the selected object; writes a new run."""
+    from structgs.pipeline.edit_ops import edit_command
+
+    rec = edit_command(run, out, op.value, _spec(gaussians, view, pixel, mask), method.value, masks, target, rgb,
+                       translate, data, device.value, expand)
+    typer.echo(f"{op.value}: {rec['selected']} Gaussians selected -> {out}")
+
+
+@app.command()
+def prune(
+    run: Annotated[Path, typer.Argument(help="A run directory (never modified).")],
+    out: Annotated[Path, typer.Option(help="The pruned run to write.")],
+    data: Annotated[Optional[Path], typer.Option(help="Dataset (default: the run's).")] = None,
+    device: Annotated[DeviceChoice, typer.Option(help="Where to compute.")] = DeviceChoice.auto,
+) -> None:
+    """Lossless pruning: drop Gaussians that contribute to no pixel of any training view."""
+    from structgs.pipeline.edit_ops import prune_command
+
+    info = prune_command(run, out, data, device.value)
+    typer.echo(f"kept {info['kept']}, dropped {info['dropped']} -> {out}")
+
+
+@app.command()
+def compare(
+    run: Annotated[Path, typer.Argument(help="A (shaped) run directory.")],
+    masks: Annotated[Path, typer.Option(help="Id masks of the views (ground truth for the split).")],
+    split: Annotated[Split, typer.Option(help="Views to evaluate on.")] = Split.test,
+    target: Annotated[Optional[int], typer.Option(help="Target id in --masks.")] = None,
+    view: SelView = None, pixel: SelPixel = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the results as JSON.")] = None,
+    data: Annotated[Optional[Path], typer.Option(help="Dataset (default: the run's).")] = None,
+    device: Annotated[DeviceChoice, typer.Option(help="Where to compute.")] = DeviceChoice.auto,
+) -> None:
+    """mIoU / boundary mIoU / query time of shaped, voting, projection and binary on one target."""
+    from structgs.pipeline.edit_ops import compare_command, format_comparison
+
+    spec = _spec(None, view, pixel, None)
+    if target is None and spec is None:
+        raise typer.BadParameter("give --target ID or --view NAME --pixel X Y")
+    res = compare_command(run, masks, split.value, target, spec, data, device.value)
+    typer.echo(format_comparison(res))
+    if json_out is not None:
+        from structgs.utils.io import write_json
+
+        write_json(json_out, res)
+
+
+def main() -> None:
+    import sys
+
+    try:
+        app(args=_fold_pixel_args(sys.argv[1:]))
     except (ValueError, FileNotFoundError, RuntimeError, ImportError) as e:
         # input problems: one clear line, no traceback
         typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)

@@ -62,6 +62,11 @@ class SceneModel(nn.Module):
         shapes = {"color": (n, 3), "opacity": (n,), "scale": (n, 3), "rotation": (n, 4)}
         self.explicit = nn.ParameterDict({k: nn.Parameter(torch.zeros(v)) for k, v in shapes.items()
                                           if k not in config.branches})
+        # direct per-Gaussian edits (used by edits on voted selections): identity by default
+        self.register_buffer("override_opacity", torch.ones(n))  # multiplies the decoded opacity
+        self.register_buffer("override_color", torch.zeros(n, 3))
+        self.register_buffer("override_color_mask", torch.zeros(n))  # 1: use override_color
+        self.register_buffer("override_offset", torch.zeros(n, 3))  # added to the mean
 
     @property
     def num_gaussians(self) -> int:
@@ -96,6 +101,11 @@ class SceneModel(nn.Module):
         scale = out.scale if out.scale is not None else torch.exp(ex["scale"])
         rotation = out.rotation if out.rotation is not None else ex["rotation"]
         offsets = out.motion if out.motion is not None else torch.zeros_like(mu)
+        sel = (lambda t: t) if index is None else (lambda t: t[index])  # noqa: E731
+        opacity = opacity * sel(self.override_opacity)
+        cm = sel(self.override_color_mask)[:, None]
+        color = color * (1 - cm) + sel(self.override_color) * cm
+        offsets = offsets + sel(self.override_offset)
         return Splats(mu + offsets, rotation, scale, opacity, color, offsets)
 
     def activations(self, branch: str, index: torch.Tensor | None = None, view: torch.Tensor | None = None,
@@ -185,7 +195,10 @@ class SceneModel(nn.Module):
             state = load_file(str(w_path))
         except Exception as e:
             raise ValueError(f"{w_path}: cannot read weights ({e})") from e
-        expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+        defaults = model.state_dict()
+        for k in [k for k in defaults if k.startswith("override_") and k not in state]:
+            state[k] = defaults[k]  # runs saved before direct edits existed: identity overrides
+        expected = {k: tuple(v.shape) for k, v in defaults.items()}
         got = {k: tuple(v.shape) for k, v in state.items()}
         problems = [f"missing {k} {s}" for k, s in expected.items() if k not in got]
         problems += [f"unexpected {k} {s}" for k, s in got.items() if k not in expected]

@@ -1,0 +1,192 @@
+"""One editing API over a scene model: segment, remove, recolor, move; undo/redo/reset.
+
+``method="shaped"``: segmentation by Jacobian cosine; edits are weight deltas on the
+perturbable layer of the opacity / color / motion branch (METHOD.md §4), solved so that the
+selection reaches its target and re-linearised a few times.
+Other methods (``voting``, ``projection``, ``binary``) select Gaussians by masked-gradient
+voting and edit them directly (per-Gaussian overrides), so both are used the same way.
+
+Every edit is recorded as the values of the tensors it changed, before and after, so undo,
+redo and reset restore them bit for bit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from structgs.edit.jacobian import default_segmentation_branch, jacobian_cosine
+from structgs.utils.log import get_logger
+
+log = get_logger("edit")
+DEFAULT_THRESHOLD = 0.5
+"""Shaped segmentation keeps Gaussians with cos(J_i, Jbar_S) above this. Shaped activations
+sit near 1 within an object and near 0 across objects, so the midpoint separates them."""
+
+
+@dataclass
+class EditRecord:
+    kind: str
+    before: dict[str, torch.Tensor]
+    after: dict[str, torch.Tensor] = field(default_factory=dict)
+    info: dict = field(default_factory=dict)
+
+
+class SceneEditor:
+    def __init__(self, model, method: str = "shaped", threshold: float = DEFAULT_THRESHOLD):
+        if method not in ("shaped", "voting", "projection", "binary"):
+            raise ValueError(f"unknown method {method!r} (shaped, voting, projection, binary)")
+        self.model, self.method, self.threshold = model, method, threshold
+        self.done: list[EditRecord] = []
+        self.undone: list[EditRecord] = []
+        self._tensors = dict(model.named_parameters()) | dict(model.named_buffers())
+        self._original = {k: v.detach().clone() for k, v in self._tensors.items()}
+
+    # --- segmentation -------------------------------------------------------------------
+    def scores(self, selection: torch.Tensor, branch: str | None = None, channel: int = 0) -> torch.Tensor:
+        """Raw shaped-segmentation scores cos(J_i, Jbar_S) (N,)."""
+        return jacobian_cosine(self.model, selection, branch, channel)
+
+    def segment(self, selection: torch.Tensor, branch: str | None = None, threshold: float | None = None) -> torch.Tensor:
+        """(N,) bool: the object(s) the selection belongs to (the selection itself included)."""
+        if self.method != "shaped":
+            raise ValueError(f"method {self.method!r} segments by voting: use structgs.edit.voting.segment_by_voting")
+        s = self.scores(selection, branch)
+        return (s > (self.threshold if threshold is None else threshold)).cpu() | selection.cpu()
+
+    # --- bookkeeping --------------------------------------------------------------------
+    def _begin(self, kind: str, names: list[str], **info) -> EditRecord:
+        return EditRecord(kind, {k: self._tensors[k].detach().clone() for k in names}, info=info)
+
+    def _commit(self, rec: EditRecord) -> EditRecord:
+        rec.after = {k: self._tensors[k].detach().clone() for k in rec.before}
+        self.done.append(rec)
+        self.undone.clear()
+        return rec
+
+    def _assign(self, values: dict[str, torch.Tensor]) -> None:
+        with torch.no_grad():
+            for k, v in values.items():
+                self._tensors[k].copy_(v)
+
+    def undo(self) -> EditRecord:
+        if not self.done:
+            raise ValueError("nothing to undo")
+        rec = self.done.pop()
+        self._assign(rec.before)
+        self.undone.append(rec)
+        return rec
+
+    def redo(self) -> EditRecord:
+        if not self.undone:
+            raise ValueError("nothing to redo")
+        rec = self.undone.pop()
+        self._assign(rec.after)
+        self.done.append(rec)
+        return rec
+
+    def reset(self) -> None:
+        self._assign(self._original)
+        self.done.clear()
+        self.undone.clear()
+
+    # --- edits --------------------------------------------------------------------------
+    def remove(self, selections) -> EditRecord:
+        sels = _as_list(selections)
+        if self.method != "shaped":
+            return self._direct("remove", sels, lambda m, s: m.override_opacity.__setitem__(s, 0.0), ["override_opacity"])
+        return self._solve("remove", "opacity", sels, [[0.0]] * len(sels), channels=[0], iters=30, tol=0.005)
+
+    def recolor(self, selections, rgb, view: torch.Tensor | None = None) -> EditRecord:
+        sels = _as_list(selections)
+        rgb = torch.as_tensor(rgb, dtype=torch.float32)
+        targets = rgb.reshape(-1, 3).expand(len(sels), 3) if rgb.numel() == 3 else rgb.reshape(len(sels), 3)
+        if ((targets < 0) | (targets > 1)).any():
+            raise ValueError(f"colours must be in [0, 1], got {targets.tolist()}")
+        if self.method != "shaped":
+            def apply(m, s, t=targets):
+                m.override_color[s] = t[0].to(m.override_color)
+                m.override_color_mask[s] = 1.0
+            return self._direct("recolor", sels, apply, ["override_color", "override_color_mask"])
+        return self._solve("recolor", "color", sels, targets.tolist(), channels=[0, 1, 2], iters=12, tol=0.01, view=view)
+
+    def move(self, selections, translation) -> EditRecord:
+        sels = _as_list(selections)
+        t = torch.as_tensor(translation, dtype=torch.float32)
+        deltas = t.reshape(-1, 3).expand(len(sels), 3) if t.numel() == 3 else t.reshape(len(sels), 3)
+        if self.method != "shaped":
+            def apply(m, s, d=deltas):
+                m.override_offset[s] += d[0].to(m.override_offset)
+            return self._direct("move", sels, apply, ["override_offset"])
+        with torch.no_grad():
+            cur = torch.stack([self.model.decode(index=torch.nonzero(s).flatten().to(self.model.device)).offsets.mean(0)
+                               for s in sels]).cpu()
+        return self._solve("move", "motion", sels, (cur + deltas).tolist(), channels=[0, 1, 2], iters=3, tol=1e-5)
+
+    def _direct(self, kind, sels, apply, names) -> EditRecord:
+        rec = self._begin(kind, names, method=self.method, selected=[int(s.sum()) for s in sels])
+        with torch.no_grad():
+            for s in sels:
+                apply(self.model, s.to(self.model.device))
+        return self._commit(rec)
+
+    def _branch_outputs(self, branch: str, idx: torch.Tensor, view) -> torch.Tensor:
+        s = self.model.decode(index=idx, view=view)
+        return {"opacity": s.opacities[:, None], "color": s.colors, "motion": s.offsets}[branch]
+
+    @torch.no_grad()
+    def _solve(self, kind: str, branch: str, sels: list[torch.Tensor], targets, channels: list[int],
+               iters: int, tol: float, view=None) -> EditRecord:
+        """Find dW = sum_{k,c} eta_kc Jbar_{S_k}^c so that mean_{i in S_k} y_i^c = target_kc.
+
+        Linearised: mean_{i in S_k} <J_i^{c'}, Jbar_l^c> eta_lc = target_kc' - current_kc',
+        re-linearised ``iters`` times (the activations a_i never change: they enter W).
+        """
+        m = self.model
+        W = m.decoder.perturbable_weight(branch)
+        name = next(k for k, v in self._tensors.items() if v is W)
+        rec = self._begin(kind, [name], branch=branch, selected=[int(s.sum()) for s in sels], targets=targets)
+        tgt = torch.tensor(targets, dtype=W.dtype, device=W.device)  # (K, C)
+        idxs = [torch.nonzero(s).flatten().to(W.device) for s in sels]
+        K, C = len(sels), len(channels)
+        for it in range(iters):
+            jbars, rows = [], []
+            cur = torch.stack([self._branch_outputs(branch, idx, None if view is None else view[idx])[:, channels].mean(0)
+                               for idx in idxs])
+            err = tgt - cur
+            if err.abs().max() < tol:
+                break
+            per_sel = []
+            for idx in idxs:
+                v = None if view is None else view[idx]
+                per_sel.append([m.output_deltas(branch, c, index=idx, view=v) for c in channels])
+            for k in range(K):
+                for ci in range(C):
+                    d, a = per_sel[k][ci]
+                    jbars.append(d.T @ a / idx.numel())
+            # M[(k, c'), (l, c)] = mean_{i in S_k} delta_i^{c' T} Jbar_l^c a_i
+            M = torch.zeros(K * C, K * C, dtype=W.dtype, device=W.device)
+            for k in range(K):
+                for cp in range(C):
+                    d, a = per_sel[k][cp]
+                    for j, jb in enumerate(jbars):
+                        M[k * C + cp, j] = ((d @ jb) * a).sum(-1).mean()
+            eta = torch.linalg.lstsq(M, err.reshape(-1, 1)).solution.flatten()
+            dW = sum(e * jb for e, jb in zip(eta, jbars))
+            step = 1.0
+            if branch != "motion":  # damp large steps so the linearisation stays trustworthy
+                step = min(1.0, 0.5 * W.norm().item() / max(dW.norm().item(), 1e-12))
+            W.add_(step * dW)
+        final = torch.stack([self._branch_outputs(branch, idx, None if view is None else view[idx])[:, channels].mean(0)
+                             for idx in idxs])
+        rec.info["achieved"] = final.tolist()
+        return self._commit(rec)
+
+
+def _as_list(selections) -> list[torch.Tensor]:
+    sels = [selections] if isinstance(selections, torch.Tensor) else list(selections)
+    for s in sels:
+        if s.dtype != torch.bool or not bool(s.any()):
+            raise ValueError("each selection must be a non-empty boolean mask over the Gaussians")
+    return sels

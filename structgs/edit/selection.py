@@ -1,0 +1,107 @@
+"""Selections: which Gaussians an edit or a segmentation starts from.
+
+A selection is a boolean mask over all Gaussians, built from Gaussian ids (a list, a .npy of
+ids or of a boolean mask), from pixels of a named view (the Gaussian contributing most to
+each pixel, as in Eq. 9), or from a 2D mask image of a view.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from structgs.render.api import contributions
+from structgs.scene.cameras import Camera
+
+
+class EmptySelectionError(ValueError):
+    pass
+
+
+def _nonempty(mask: torch.Tensor, what: str) -> torch.Tensor:
+    if not bool(mask.any()):
+        raise EmptySelectionError(f"{what} selects no Gaussian")
+    return mask
+
+
+def from_ids(ids, num_gaussians: int) -> torch.Tensor:
+    """Boolean (N,) mask from Gaussian ids or a boolean mask (tensor, array, list)."""
+    arr = torch.as_tensor(np.asarray(ids))
+    if arr.dtype == torch.bool:
+        if arr.shape != (num_gaussians,):
+            raise ValueError(f"boolean selection has shape {tuple(arr.shape)}, expected ({num_gaussians},)")
+        return _nonempty(arr.clone(), "the boolean selection")
+    if arr.ndim != 1 or arr.is_floating_point():
+        raise ValueError(f"expected a 1-D array of integer Gaussian ids, got {arr.dtype} {tuple(arr.shape)}")
+    if arr.numel() and (int(arr.min()) < 0 or int(arr.max()) >= num_gaussians):
+        raise ValueError(f"Gaussian ids must be in [0, {num_gaussians}), got [{int(arr.min())}, {int(arr.max())}]")
+    mask = torch.zeros(num_gaussians, dtype=torch.bool)
+    mask[arr.long()] = True
+    return _nonempty(mask, "the id list")
+
+
+def from_file(path: str | Path, num_gaussians: int) -> torch.Tensor:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: selection file does not exist")
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except Exception as e:
+        raise ValueError(f"{path}: not a .npy array ({e})") from e
+    try:
+        return from_ids(arr, num_gaussians)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from e
+
+
+@torch.no_grad()
+def top_gaussians(model, camera: Camera) -> torch.Tensor:
+    """(H, W) id of the Gaussian with the largest alpha*T at each pixel (-1 if none)."""
+    s = model.decode(camera)
+    return contributions(s.means, s.quats, s.scales, s.opacities, camera).pixel_top_gaussian
+
+
+def from_pixels(model, camera: Camera, pixels: list[tuple[int, int]]) -> torch.Tensor:
+    """The Gaussians contributing most to the given (x, y) pixels of ``camera``."""
+    if not pixels:
+        raise EmptySelectionError("no pixel given")
+    for x, y in pixels:
+        if not (0 <= x < camera.width and 0 <= y < camera.height):
+            raise ValueError(f"pixel ({x}, {y}) is outside view {camera.name} ({camera.width}x{camera.height})")
+    top = top_gaussians(model, camera)
+    ids = torch.tensor([int(top[y, x]) for x, y in pixels])
+    ids = ids[ids >= 0]
+    if ids.numel() == 0:
+        raise EmptySelectionError(f"pixels {pixels} of view {camera.name} show no Gaussian (empty background)")
+    mask = torch.zeros(model.num_gaussians, dtype=torch.bool)
+    mask[ids] = True
+    return mask
+
+
+def from_mask(model, camera: Camera, mask: torch.Tensor) -> torch.Tensor:
+    """The top Gaussians of every pixel inside a 2D (H, W) mask of ``camera``."""
+    if tuple(mask.shape) != (camera.height, camera.width):
+        raise ValueError(f"mask is {tuple(mask.shape)}, view {camera.name} is ({camera.height}, {camera.width})")
+    top = top_gaussians(model, camera)
+    ids = top[mask.bool().to(top.device) & (top >= 0)].unique()
+    if ids.numel() == 0:
+        raise EmptySelectionError(f"the mask of view {camera.name} covers no Gaussian")
+    sel = torch.zeros(model.num_gaussians, dtype=torch.bool)
+    sel[ids.cpu()] = True
+    return sel
+
+
+def load_mask_image(path: str | Path) -> torch.Tensor:
+    """A 2D selection mask from a PNG: non-zero pixels are selected."""
+    from PIL import Image
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: mask image does not exist")
+    try:
+        arr = np.asarray(Image.open(path).convert("L"))
+    except Exception as e:
+        raise ValueError(f"{path}: cannot read mask image ({e})") from e
+    return torch.from_numpy(arr > 0)

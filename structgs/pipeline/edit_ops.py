@@ -1,0 +1,211 @@
+"""Segment / edit / prune / compare on a run directory (what the CLI commands call)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from structgs.edit import SceneEditor, from_file, from_mask, from_pixels
+from structgs.edit.selection import load_mask_image
+from structgs.edit.voting import METHODS as VOTING_METHODS
+from structgs.edit.voting import keep_gaussians, prunable, segment_by_voting
+from structgs.eval.metrics import boundary_iou, iou
+from structgs.model import SceneModel
+from structgs.pipeline.render_views import render_selection_mask, run_dataset
+from structgs.utils.device import resolve_device
+from structgs.utils.io import write_json
+from structgs.utils.log import get_logger
+
+log = get_logger("edit")
+ALL_METHODS = ("shaped", *VOTING_METHODS)
+
+
+class SelectionSpec:
+    """What the user pointed at: Gaussian ids, pixels of a view, or a 2D mask of a view."""
+
+    def __init__(self, gaussians: Path | None = None, view: str | None = None,
+                 pixels: list[tuple[int, int]] | None = None, mask: Path | None = None):
+        given = sum(x is not None for x in (gaussians, pixels or None, mask))
+        if given != 1:
+            raise ValueError("give exactly one of --gaussians FILE.npy, --view NAME --pixel X Y, --view NAME --mask FILE.png")
+        if (pixels or mask is not None) and view is None:
+            raise ValueError("--pixel and --mask need --view NAME")
+        self.gaussians, self.view, self.pixels, self.mask = gaussians, view, pixels or None, mask
+
+    def seed(self, model, ds) -> torch.Tensor:
+        if self.gaussians is not None:
+            return from_file(self.gaussians, model.num_gaussians)
+        cam = ds.camera(self.view)
+        if self.pixels is not None:
+            return from_pixels(model, cam, self.pixels)
+        return from_mask(model, cam, load_mask_image(self.mask))
+
+
+def target_masks(ds, masks_dir: Path, cameras, target: int) -> list[torch.Tensor]:
+    return [ds.mask(c, masks_dir) == target for c in cameras]
+
+
+def resolve_target(ds, masks_dir: Path | None, target: int | None, spec: SelectionSpec | None) -> int:
+    """The target id for voting: --target, or the id under the prompt pixel in the user's masks."""
+    if masks_dir is None:
+        raise ValueError("voting methods need --masks DIR (id masks of the training views)")
+    if target is not None:
+        return int(target)
+    if spec is None or spec.pixels is None:
+        raise ValueError("voting needs --target ID, or a one-view prompt --view NAME --pixel X Y propagated by --masks")
+    cam = ds.camera(spec.view)
+    m = ds.mask(cam, masks_dir)
+    x, y = spec.pixels[0]
+    tid = int(m[y, x])
+    if tid == 0:
+        raise ValueError(f"pixel ({x}, {y}) of view {spec.view} has id 0 (no object) in {masks_dir}")
+    return tid
+
+
+def select(model, ds, spec: SelectionSpec | None, method: str = "shaped", masks_dir: Path | None = None,
+           target: int | None = None, threshold: float | None = None, expand: bool | None = None) -> torch.Tensor:
+    """(N,) bool selection by any method; shaped expands the seed to its object(s) by Jacobian cosine."""
+    if method not in ALL_METHODS:
+        raise ValueError(f"unknown method {method!r} ({', '.join(ALL_METHODS)})")
+    if method == "shaped":
+        if spec is None:
+            raise ValueError("shaped segmentation needs a selection (--gaussians, --view/--pixel or --view/--mask)")
+        seed = spec.seed(model, ds)
+        if expand is False:
+            return seed
+        return SceneEditor(model).segment(seed, threshold=threshold)
+    tid = resolve_target(ds, masks_dir, target, spec)
+    cams = [c for c in ds.split("train") if ds.mask_path(c, masks_dir).is_file()]
+    if not cams:
+        raise FileNotFoundError(f"{masks_dir}: no masks for the training views")
+    sel = segment_by_voting(model, cams, target_masks(ds, masks_dir, cams, tid), method)
+    if not sel.any():
+        raise ValueError(f"{method}: no Gaussian was voted into target {tid}")
+    return sel
+
+
+def load(run: Path, data: Path | None = None, device: str = "auto"):
+    model = SceneModel.from_pretrained(run, resolve_device(device))
+    return model, run_dataset(model, data)
+
+
+def segment_command(run: Path, out: Path, spec: SelectionSpec | None, method: str, masks: Path | None,
+                    target: int | None, threshold: float | None, data: Path | None, device: str) -> np.ndarray:
+    model, ds = load(run, data, device)
+    sel = select(model, ds, spec, method, masks, target, threshold).numpy()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.save(out, sel)
+    log.info("%s: selected %d of %d Gaussians -> %s", method, int(sel.sum()), sel.size, out)
+    return sel
+
+
+def edit_command(run: Path, out: Path, op: str, spec: SelectionSpec | None, method: str, masks: Path | None,
+                 target: int | None, rgb, translate, data: Path | None, device: str, expand: bool | None = None) -> dict:
+    if Path(out).resolve() == Path(run).resolve():
+        raise ValueError(f"--out {out} is the input run; edits write a new run")
+    model, ds = load(run, data, device)
+    if expand is None:
+        expand = spec is None or spec.gaussians is None  # clicks/masks expand to the object, ids are taken as given
+    sel = select(model, ds, spec, method, masks, target, expand=expand)
+    editor = SceneEditor(model, method=method)
+    if op == "remove":
+        rec = editor.remove(sel)
+    elif op == "recolor":
+        if rgb is None:
+            raise ValueError("--op recolor needs --rgb R G B")
+        rec = editor.recolor(sel, rgb)
+    elif op == "move":
+        if translate is None:
+            raise ValueError("--op move needs --translate DX DY DZ")
+        rec = editor.move(sel, translate)
+    else:
+        raise ValueError(f"unknown --op {op!r} (remove, recolor, move)")
+    history = list(model.meta.get("edits", []))
+    history.append({"op": op, "method": method, "selected": int(sel.sum()), "rgb": rgb, "translate": translate,
+                    "info": {k: v for k, v in rec.info.items() if k in ("achieved", "targets")}})
+    model.meta["edits"] = history
+    model.save_pretrained(out)
+    np.save(Path(out) / "last_selection.npy", sel.numpy())
+    log.info("%s %d Gaussians (%s) -> %s", op, int(sel.sum()), method, out)
+    return history[-1]
+
+
+def prune_command(run: Path, out: Path, data: Path | None, device: str) -> dict:
+    if Path(out).resolve() == Path(run).resolve():
+        raise ValueError(f"--out {out} is the input run; pruning writes a new run")
+    model, ds = load(run, data, device)
+    drop = prunable(model, ds.split("train"))
+    pruned = keep_gaussians(model, ~drop)
+    pruned.meta["pruned_from"] = {"run": str(Path(run).resolve()), "kept": int((~drop).sum()), "dropped": int(drop.sum())}
+    pruned.save_pretrained(out)
+    log.info("pruned %d of %d Gaussians (zero contribution in every training view)", int(drop.sum()), drop.numel())
+    return pruned.meta["pruned_from"]
+
+
+def pick_target_pixel(ds, masks_dir: Path, target: int) -> tuple[str, tuple[int, int]]:
+    """A pixel well inside the target in the training view where it is largest (a user's click)."""
+    import torch.nn.functional as F
+
+    best = None
+    for cam in ds.split("train"):
+        m = (ds.mask(cam, masks_dir) == target).float()
+        if m.sum() == 0:
+            continue
+        eroded = m
+        depth = torch.zeros_like(m)
+        while eroded.sum() > 0:  # distance to the boundary by repeated erosion
+            depth += eroded
+            eroded = -F.max_pool2d(-eroded[None, None], 3, 1, 1)[0, 0]
+        y, x = divmod(int(depth.argmax()), m.shape[1])
+        if best is None or depth.max() > best[0]:
+            best = (float(depth.max()), cam.name, (x, y))
+    if best is None:
+        raise ValueError(f"target {target} appears in no training mask of {masks_dir}")
+    return best[1], best[2]
+
+
+@torch.no_grad()
+def evaluate_selection(model, ds, masks_dir: Path, split: str, target: int, selection: torch.Tensor) -> dict:
+    ious, bious = [], []
+    for cam in ds.split(split):
+        gt = ds.mask(cam, masks_dir) == target
+        if gt.sum() == 0:
+            continue
+        s = model.decode(cam)
+        pred = render_selection_mask(s.means, s.quats, s.scales, s.opacities, selection.to(model.device), cam).cpu()
+        ious.append(iou(pred, gt))
+        bious.append(boundary_iou(pred, gt))
+    if not ious:
+        raise ValueError(f"target {target} is visible in no {split} view")
+    return {"miou": 100 * sum(ious) / len(ious), "mbiou": 100 * sum(bious) / len(bious), "views": len(ious)}
+
+
+def compare_command(run: Path, masks: Path, split: str, target: int | None, spec: SelectionSpec | None,
+                    data: Path | None, device: str, methods=ALL_METHODS) -> dict:
+    model, ds = load(run, data, device)
+    if target is None:
+        target = resolve_target(ds, masks, None, spec)
+    if spec is None:
+        view, pixel = pick_target_pixel(ds, masks, target)
+        spec = SelectionSpec(view=view, pixels=[pixel])
+    results = {"target": target, "prompt": {"view": spec.view, "pixels": spec.pixels}, "methods": {}}
+    for method in tqdm(methods, desc="compare", leave=False):
+        t0 = time.perf_counter()
+        sel = select(model, ds, spec, method, masks, target)
+        dt = time.perf_counter() - t0
+        res = evaluate_selection(model, ds, masks, split, target, sel)
+        res.update({"query_s": dt, "selected": int(sel.sum())})
+        results["methods"][method] = res
+    return results
+
+
+def format_comparison(results: dict) -> str:
+    lines = [f"target {results['target']} (shaped prompt: view {results['prompt']['view']} pixel {results['prompt']['pixels']})",
+             f"{'method':<11} {'mIoU':>6} {'mBIoU':>6} {'query s':>8} {'selected':>9}"]
+    for m, r in results["methods"].items():
+        lines.append(f"{m:<11} {r['miou']:6.1f} {r['mbiou']:6.1f} {r['query_s']:8.3f} {r['selected']:9d}")
+    return "\n".join(lines)
