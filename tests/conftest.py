@@ -25,3 +25,15 @@ def small_scene_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("scene")
     spec = SceneSpec(seed=3, num_objects=3, num_gaussians=6000, image_size=64, num_train=12, num_test=4)
     return write_scene(generate_scene(spec), out, progress=False)
+
+
+@pytest.fixture(scope="session")
+def fitted_small_run(small_scene_dir, tmp_path_factory) -> Path:
+    """The small scene fitted quickly (attribute regression + a few photometric steps)."""
+    from structgs.training.config import FitConfig
+    from structgs.training.fit import Fitter
+
+    out = tmp_path_factory.mktemp("run") / "fitted"
+    cfg = FitConfig(stage1_iters=400, stage1_batch=4096, stage2_iters=30, checkpoint_every=0)
+    Fitter(small_scene_dir, out, ply=small_scene_dir / "gaussians.ply", config=cfg, device="cpu", progress=False).run()
+    return out

@@ -279,3 +279,28 @@ def ensure_builtin_scene(out_dir: str | Path, spec: SceneSpec | None = None, pro
         except json.JSONDecodeError:
             pass
     return write_scene(generate_scene(spec), out, progress)
+
+
+def shuffle_mask_ids(masks_dir: str | Path, out_dir: str | Path, seed: int = 0, id_range: int = 200) -> Path:
+    """Copy id masks with ids permuted independently in every view (like raw per-view SAM output).
+
+    Id 0 ("nothing") is kept; other ids map to random distinct values in [1, id_range).
+    """
+    from structgs.scene.images import load_id_mask
+
+    masks_dir, out_dir = Path(masks_dir), Path(out_dir)
+    if out_dir.resolve() == masks_dir.resolve():
+        raise ValueError("shuffle_mask_ids would overwrite its input masks")
+    gen = torch.Generator().manual_seed(seed)
+    files = sorted(masks_dir.rglob("*.png"))
+    if not files:
+        raise FileNotFoundError(f"{masks_dir}: no mask PNGs")
+    for f in files:
+        m = load_id_mask(f)
+        ids = [int(i) for i in m.unique() if i != 0]
+        new = (torch.randperm(id_range - 1, generator=gen)[: len(ids)] + 1).tolist()
+        out = torch.zeros_like(m)
+        for old, nid in zip(ids, new):
+            out[m == old] = nid
+        save_id_mask(out, out_dir / f.relative_to(masks_dir))
+    return out_dir

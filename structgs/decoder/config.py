@@ -15,7 +15,7 @@ class DecoderConfig:
 
     latent_dim: int = 32
     """Size of each Gaussian's latent feature f_i."""
-    hidden_width: int = 64
+    hidden_width: int = 128
     """Width of every hidden layer."""
     hidden_layers: int = 2
     """Hidden (Linear + ReLU) layers per branch; at least 2 so the default perturbable layer

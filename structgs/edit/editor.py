@@ -131,6 +131,16 @@ class SceneEditor:
                 apply(self.model, s.to(self.model.device))
         return self._commit(rec)
 
+    def _core(self, selection: torch.Tensor, branch: str, channel: int, view) -> torch.Tensor:
+        """The members of ``selection`` whose Jacobian is aligned with the selection's mean
+        Jacobian (cos > threshold): a robust mean, so a few stray members (e.g. ground
+        Gaussians caught at a contact) cannot steer the edit direction."""
+        if int(selection.sum()) < 4:
+            return selection
+        scores = jacobian_cosine(self.model, selection, branch, channel, view).cpu()
+        core = selection.cpu() & (scores > self.threshold)
+        return core if int(core.sum()) >= max(1, int(selection.sum()) // 4) else selection
+
     def _branch_outputs(self, branch: str, idx: torch.Tensor, view) -> torch.Tensor:
         s = self.model.decode(index=idx, view=view)
         return {"opacity": s.opacities[:, None], "color": s.colors, "motion": s.offsets}[branch]
@@ -148,7 +158,8 @@ class SceneEditor:
         name = next(k for k, v in self._tensors.items() if v is W)
         rec = self._begin(kind, [name], branch=branch, selected=[int(s.sum()) for s in sels], targets=targets)
         tgt = torch.tensor(targets, dtype=W.dtype, device=W.device)  # (K, C)
-        idxs = [torch.nonzero(s).flatten().to(W.device) for s in sels]
+        idxs = [torch.nonzero(self._core(s, branch, channels[0], view)).flatten().to(W.device) for s in sels]
+        rec.info["core"] = [int(i.numel()) for i in idxs]
         K, C = len(sels), len(channels)
         for it in range(iters):
             jbars, rows = [], []

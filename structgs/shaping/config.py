@@ -17,7 +17,7 @@ class ShapeConfig:
     baseline: InfoNCE on cos(J_i, J_j) of explicit Jacobians)."""
     branches: tuple[str, ...] = ()
     """Branches to shape (empty: every branch of the decoder)."""
-    iters: int = 400
+    iters: int = 800
     """Fine-tuning steps."""
     repair_iters: int = 200
     """Final steps that train only the layers from the perturbable layer on, with L_recon
@@ -29,13 +29,13 @@ class ShapeConfig:
     """Gaussians per step for the jacobian objective (explicit Jacobians are large)."""
     lambda_mi: float = 1.0
     """Weight of the InfoNCE term."""
-    lambda_reg: float = 0.5
+    lambda_reg: float = 1.0
     """Weight of the kNN smoothness term (Eq. 10)."""
     tau: float = 0.1
     """InfoNCE temperature."""
     knn: int = 16
     """Neighbours for the smoothness term (faiss, by centroid distance, within the touched pool)."""
-    touch_fraction: float = 0.1
+    touch_fraction: float = 0.15
     """Fraction of all Gaussians the fine-tune may touch (the paper touches 7-15 %)."""
     sampling: str = "uniform"
     """How the touched pool is drawn: ``uniform`` or ``fps`` (farthest-point, by centroid)."""
@@ -43,7 +43,7 @@ class ShapeConfig:
     """L_recon: ``attributes`` (keep the fitted decoder's attributes on the batch: touches
     only the batch) or ``photometric`` (L1 + D-SSIM on a rendered view: touches every visible
     Gaussian, so the fraction touched is no longer bounded)."""
-    lr: float = 1e-3
+    lr: float = 2e-3
     """Adam learning rate of the decoder."""
     pixels: int = 1024
     """Tracker-free mode: pixels sampled per step."""

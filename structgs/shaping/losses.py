@@ -1,9 +1,7 @@
 """Shaping losses (METHOD.md §3).
 
-Supervised InfoNCE (Eq. 8) on cosine similarities with temperature tau: for anchor i with
-positives P(i) (same label, i excluded),
-    L_i = -1/|P(i)| sum_{p in P(i)} log( exp(c_ip / tau) / sum_{a != i} exp(c_ia / tau) ).
-Anchors without a positive in the batch are skipped.
+InfoNCE (Eq. 8) on cosine similarities with temperature tau, supervised by labels: every
+pair of the same label is a positive, other labels are negatives (see supervised_infonce).
 
 kNN smoothness (Eq. 10): 1 - cos(a_i, mean_{j in kNN(i)} a_j), the neighbours' mean detached.
 """
@@ -20,19 +18,25 @@ def cosine_matrix(x: torch.Tensor) -> torch.Tensor:
 
 
 def supervised_infonce(features: torch.Tensor, labels: torch.Tensor, tau: float = 0.1) -> torch.Tensor:
-    """Mean supervised InfoNCE over anchors that have at least one positive (0 if none)."""
+    """InfoNCE over every positive pair (i, p) of the batch, against i's negatives:
+
+        L_ip = -log( exp(c_ip/tau) / (exp(c_ip/tau) + sum_{n: other label} exp(c_in/tau)) )
+
+    (van den Oord's form, one positive per term). Other positives are not in the denominator,
+    so negatives keep being pushed until they are orthogonal (cos -> 0) instead of being
+    drowned out by a large object's many positives. Mean over positive pairs; 0 if none.
+    """
     b = features.shape[0]
     logits = cosine_matrix(features) / tau
     eye = torch.eye(b, dtype=torch.bool, device=features.device)
-    logits = logits.masked_fill(eye, float("-inf"))
-    log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)
-    pos = (labels[:, None] == labels[None, :]) & ~eye
-    n_pos = pos.sum(1)
-    valid = n_pos > 0
-    if not valid.any():
+    same = labels[:, None] == labels[None, :]
+    pos = same & ~eye
+    if not pos.any():
         return features.sum() * 0.0
-    per_anchor = -(log_prob.masked_fill(~pos, 0.0).sum(1)[valid]) / n_pos[valid]
-    return per_anchor.mean()
+    neg_lse = torch.logsumexp(logits.masked_fill(same, float("-inf")), dim=1, keepdim=True)  # (B, 1)
+    # -log(e^p / (e^p + e^N)) = softplus(N - p); anchors without negatives give N = -inf -> 0
+    per_pair = torch.nn.functional.softplus(neg_lse - logits)
+    return per_pair[pos].mean()
 
 
 def knn_smoothness(features: torch.Tensor, neighbour_features: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,69 @@
+"""Shaped segmentation query time vs N (10k ... 1M Gaussians) next to one voting query.
+
+    python benchmarks/query.py [--workdir /tmp/structgs-bench] [--run RUN]
+
+Large N use a decoder with random weights and random latents (the query cost does not depend
+on the values). The voting query runs on the built-in scene's run (fitted if needed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import builtin_scene  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--workdir", type=Path, default=Path("/tmp/structgs-bench"))
+    ap.add_argument("--run", type=Path, default=None, help="a fitted run of the built-in scene (default: fit one)")
+    ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 300_000, 1_000_000])
+    args = ap.parse_args()
+    import torch
+
+    from structgs.decoder import DecoderConfig
+    from structgs.edit import SceneEditor
+    from structgs.edit.voting import segment_by_voting
+    from structgs.model import SceneModel
+    from structgs.scene import load_dataset
+
+    scene = builtin_scene(args.workdir)
+    run = args.run or args.workdir / "bench_fit_run"
+    if not (run / "config.json").is_file():
+        subprocess.run([sys.executable, "-m", "structgs.cli", "fit", str(scene), "--ply", str(scene / "gaussians.ply"),
+                        "--out", str(run), "--checkpoint-every", "0"], check=True)
+    model = SceneModel.from_pretrained(run)
+    ds = load_dataset(scene, masks_dir=scene / "masks")
+    cams = ds.split("train")
+    masks = [ds.mask(c) == 2 for c in cams]
+    t0 = time.perf_counter()
+    segment_by_voting(model, cams, masks, "voting")
+    t_vote = time.perf_counter() - t0
+    print(f"one voting query on the built-in scene ({model.num_gaussians} Gaussians, {len(cams)} views): {t_vote:.3f} s")
+    print(f"{'N':>9} {'shaped query s':>15} {'voting / shaped':>16}")
+    for n in args.sizes:
+        torch.manual_seed(0)
+        m = SceneModel(DecoderConfig(), n)
+        with torch.no_grad():
+            m.centroids.uniform_(-1, 1)
+            m.latents.normal_()
+        sel = torch.zeros(n, dtype=torch.bool)
+        sel[: max(1, n // 100)] = True
+        ed = SceneEditor(m)
+        ed.scores(sel)  # warm-up
+        times = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            ed.scores(sel)
+            times.append(time.perf_counter() - t0)
+        t = sorted(times)[1]
+        print(f"{n:9d} {t:15.3f} {t_vote / t:16.1f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
