@@ -29,6 +29,8 @@ def _nonempty(mask: torch.Tensor, what: str) -> torch.Tensor:
 def from_ids(ids, num_gaussians: int) -> torch.Tensor:
     """Boolean (N,) mask from Gaussian ids or a boolean mask (tensor, array, list)."""
     arr = torch.as_tensor(np.asarray(ids))
+    if arr.numel() == 0:
+        raise EmptySelectionError("the selection is empty (no Gaussian id given)")
     if arr.dtype == torch.bool:
         if arr.shape != (num_gaussians,):
             raise ValueError(f"boolean selection has shape {tuple(arr.shape)}, expected ({num_gaussians},)")

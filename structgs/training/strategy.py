@@ -40,6 +40,9 @@ def reindex_gaussians(model: SceneModel, optimizers: list[torch.optim.Optimizer]
     same indexing, zeroed for duplicates so they move freely.
     """
     fresh = torch.arange(index.numel(), device=index.device) >= num_kept
+    for name, buf in list(model.named_buffers()):
+        if name.startswith("override_"):  # per-Gaussian direct-edit buffers follow the same indexing
+            model._buffers[name] = buf[index].clone()
     for name, old in per_gaussian_parameters(model).items():
         value = old.detach()[index].clone()
         if name == "centroids" and position_jitter is not None:

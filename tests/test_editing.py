@@ -1,0 +1,99 @@
+"""Shaped segmentation and edits on the small shaped scene (real thresholds, measured with margin)."""
+
+import numpy as np
+import pytest
+import torch
+
+from structgs.edit import SceneEditor, from_pixels
+from structgs.model import SceneModel
+from structgs.pipeline.edit_ops import evaluate_selection, pick_target_pixel
+from structgs.scene import load_dataset
+
+
+@pytest.fixture(scope="module")
+def shaped(fitted_small_run, small_scene_dir, tmp_path_factory):
+    from structgs.shaping.config import ShapeConfig
+    from structgs.shaping.shaper import shape_run
+
+    out = tmp_path_factory.mktemp("edit") / "shaped"
+    shape_run(fitted_small_run, small_scene_dir / "masks", out, ShapeConfig(iters=300, repair_iters=100, checkpoint_every=0),
+              device="cpu", progress=False)
+    model = SceneModel.from_pretrained(out)
+    ds = load_dataset(small_scene_dir, masks_dir=small_scene_dir / "masks")
+    labels = torch.from_numpy(np.load(small_scene_dir / "labels.npy"))
+    return out, model, ds, labels
+
+
+def test_segmentation_from_one_pixel(shaped):
+    _, model, ds, labels = shaped
+    ed = SceneEditor(model)
+    for k in (2, 3, 4):
+        view, pixel = pick_target_pixel(ds, ds.masks_dir, k)
+        seg = ed.segment(from_pixels(model, ds.camera(view), [pixel]))
+        res = evaluate_selection(model, ds, ds.masks_dir, "test", k, seg)
+        assert res["miou"] > 85, (k, res)
+
+
+def test_scores_match_explicit_jacobians(shaped):
+    """<J_i, Jbar> / (|J_i||Jbar|) computed without Jacobians equals the explicit computation."""
+    _, model, _, labels = shaped
+    sel = labels == 3
+    ed = SceneEditor(model)
+    for branch in ("opacity", "color", "motion"):
+        scores = ed.scores(sel, branch=branch)
+        idx = torch.arange(0, model.num_gaussians, 97)
+        d, a = model.output_deltas(branch, 0)
+        J = torch.einsum("no,ni->noi", d, a)
+        jbar = J[sel].mean(0)
+        explicit = torch.einsum("noi,oi->n", J[idx], jbar) / (J[idx].flatten(1).norm(dim=1) * jbar.norm()).clamp_min(1e-30)
+        assert torch.allclose(scores[idx], explicit, atol=1e-4), branch
+
+
+def test_edits_move_recolor_remove_and_undo(shaped):
+    _, model, ds, labels = shaped
+    ed = SceneEditor(model)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    obj = labels == 2
+    with torch.no_grad():
+        base = model.decode()
+    # three consecutive moves: exact on the selection, small elsewhere
+    for i in range(1, 4):
+        ed.move(obj, [0.0, 0.1, 0.0])
+        with torch.no_grad():
+            off = model.decode().offsets
+        assert torch.allclose(off[obj].mean(0), torch.tensor([0.0, 0.1 * i, 0.0]), atol=0.005 * i)
+        assert off[~obj].norm(dim=1).mean() < 0.25 * 0.1 * i  # measured 18 % here (8 % on the full scene)
+    ed.recolor(obj, [0.1, 0.9, 0.1])
+    with torch.no_grad():
+        col = model.decode().colors
+    assert (col[obj].mean(0) - torch.tensor([0.1, 0.9, 0.1])).abs().max() < 0.05
+    ed.remove(obj)
+    with torch.no_grad():
+        op = model.decode().opacities
+    d = (op - base.opacities).abs()
+    assert op[obj].mean() < 0.05
+    assert d[~obj].mean() < 0.5 * d[obj].mean()
+    ed.undo()
+    ed.undo()
+    ed.undo()
+    ed.undo()
+    ed.undo()
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    ed.redo()
+    ed.reset()
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+
+
+def test_activations_survive_edits(shaped):
+    """Lemma: an edit changes W, not the activations entering it, so the shaped structure stays."""
+    _, model, _, labels = shaped
+    ed = SceneEditor(model)
+    a0 = {b: model.activations(b) for b in ("opacity", "color", "motion")}
+    ed.move(labels == 3, [0.2, 0, 0])
+    ed.recolor(labels == 4, [1.0, 0.0, 0.0])
+    ed.remove(labels == 2)
+    for b, a in a0.items():
+        assert torch.equal(model.activations(b), a)
+    ed.reset()
