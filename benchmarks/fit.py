@@ -46,6 +46,7 @@ def main() -> None:
     f._stage2()
     t2 = time.perf_counter()
     mem2 = peak_rss_mb()
+    f.model.save_pretrained(out)  # reused by benchmarks/shape.py and query.py
     rep = f.evaluate()
     print(f"built-in scene: {f.model.num_gaussians} Gaussians, {len(f.train_cams)} training views of "
           f"{f.train_cams[0].width}x{f.train_cams[0].height}, {torch.get_num_threads()} threads")
