@@ -88,3 +88,15 @@ def test_segment_edit_prune_compare_cli(fitted_small_run, small_scene_dir, tmp_p
     assert r.returncode == 2 and "unknown view 'train/r_99'" in r.stderr
     r = _run("segment", fitted_small_run, "--view", "train/r_0", "--pixel", 100, 1, "--out", tmp_path / "x.npy", ok=False)
     assert r.returncode == 2 and "outside view" in r.stderr
+
+
+def test_train_py_fits_and_shapes(small_scene_dir, tmp_path):
+    import pathlib
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    r = subprocess.run([sys.executable, str(root / "train.py"), str(small_scene_dir), "--ply",
+                        str(small_scene_dir / "gaussians.ply"), "--out", str(tmp_path / "run"), "--stage1-iters", "60",
+                        "--stage2-iters", "3", "--masks", str(small_scene_dir / "masks"), "--shape-iters", "5"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "run" / "config.json").is_file() and (tmp_path / "run-shaped" / "shape_report.json").is_file()
