@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -20,25 +19,10 @@ log = get_logger("render")
 
 
 def load_selection(path: Path, n: int) -> torch.Tensor:
-    """A boolean (N,) selection from a .npy of booleans or of Gaussian ids."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: selection file does not exist")
-    try:
-        arr = np.load(path, allow_pickle=False)
-    except Exception as e:
-        raise ValueError(f"{path}: not a .npy array ({e})") from e
-    if arr.dtype == bool:
-        if arr.shape != (n,):
-            raise ValueError(f"{path}: boolean selection has shape {arr.shape}, expected ({n},) (one per Gaussian)")
-        return torch.from_numpy(arr)
-    if not np.issubdtype(arr.dtype, np.integer) or arr.ndim != 1:
-        raise ValueError(f"{path}: expected a boolean mask or a 1-D array of integer Gaussian ids, got {arr.dtype} {arr.shape}")
-    if arr.size and (arr.min() < 0 or arr.max() >= n):
-        raise ValueError(f"{path}: Gaussian ids must be in [0, {n}), got [{arr.min()}, {arr.max()}]")
-    mask = torch.zeros(n, dtype=torch.bool)
-    mask[torch.from_numpy(arr.astype(np.int64))] = True
-    return mask
+    """A boolean (N,) selection from a .npy of booleans or of Gaussian ids (errors name the file)."""
+    from structgs.edit.selection import from_file
+
+    return from_file(path, n)
 
 
 def render_selection_mask(means, quats, scales, opacities, selected: torch.Tensor, camera, backend="auto") -> torch.Tensor:
