@@ -40,6 +40,7 @@ def main() -> None:
     ap.add_argument("--iters", type=int, default=400)
     ap.add_argument("--objectives", nargs="+", default=["activation", "jacobian"])
     ap.add_argument("--associations", nargs="+", default=["tracked"])
+    ap.add_argument("--run", type=Path, default=None, help="a fitted run of the built-in scene (default: fit one)")
     ap.add_argument("--one", nargs=5, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
@@ -47,7 +48,7 @@ def main() -> None:
         run_one(Path(run), Path(masks), Path(out), objective, association, args.iters)
         return
     scene = builtin_scene(args.workdir)
-    run = args.workdir / "bench_fit_run"
+    run = args.run or args.workdir / "bench_fit_run"
     if not (run / "config.json").is_file():
         subprocess.run([sys.executable, "-m", "structgs.cli", "fit", str(scene), "--ply", str(scene / "gaussians.ply"),
                         "--out", str(run), "--checkpoint-every", "0"], check=True)
