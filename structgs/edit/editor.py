@@ -34,10 +34,10 @@ class EditRecord:
 
 
 class SceneEditor:
-    def __init__(self, model, method: str = "shaped", threshold: float = DEFAULT_THRESHOLD):
+    def __init__(self, model, method: str = "shaped", threshold: float = DEFAULT_THRESHOLD, pin_rest: bool = True):
         if method not in ("shaped", "voting", "projection", "binary"):
             raise ValueError(f"unknown method {method!r} (shaped, voting, projection, binary)")
-        self.model, self.method, self.threshold = model, method, threshold
+        self.model, self.method, self.threshold, self.pin_rest = model, method, threshold, pin_rest
         self.done: list[EditRecord] = []
         self.undone: list[EditRecord] = []
         self._tensors = dict(model.named_parameters()) | dict(model.named_buffers())
@@ -160,7 +160,16 @@ class SceneEditor:
         tgt = torch.tensor(targets, dtype=W.dtype, device=W.device)  # (K, C)
         idxs = [torch.nonzero(self._core(s, branch, channels[0], view)).flatten().to(W.device) for s in sels]
         rec.info["core"] = [int(i.numel()) for i in idxs]
-        K, C = len(sels), len(channels)
+        if self.pin_rest:
+            # "keep the rest": one more selection, the complement, whose target is its current mean.
+            # Its mean-Jacobian direction cancels the first-order leakage onto everything else.
+            rest = ~torch.stack(sels).any(0)
+            if rest.sum() > 0:
+                ridx = torch.nonzero(rest).flatten().to(W.device)
+                now = self._branch_outputs(branch, ridx, None if view is None else view[ridx])[:, channels].mean(0)
+                idxs.append(ridx)
+                tgt = torch.cat([tgt, now[None]])
+        K, C = len(idxs), len(channels)
         for it in range(iters):
             jbars, rows = [], []
             cur = torch.stack([self._branch_outputs(branch, idx, None if view is None else view[idx])[:, channels].mean(0)
@@ -190,7 +199,7 @@ class SceneEditor:
                 step = min(1.0, 0.5 * W.norm().item() / max(dW.norm().item(), 1e-12))
             W.add_(step * dW)
         final = torch.stack([self._branch_outputs(branch, idx, None if view is None else view[idx])[:, channels].mean(0)
-                             for idx in idxs])
+                             for idx in idxs[: len(sels)]])
         rec.info["achieved"] = final.tolist()
         return self._commit(rec)
 
