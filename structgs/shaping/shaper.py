@@ -69,6 +69,7 @@ class Shaper:
         self.pool: torch.Tensor | None = None
         self.touched = torch.zeros(model.num_gaussians, dtype=torch.bool, device=self.device)
         self.lift_info: dict = {}
+        self._masks: dict[str, torch.Tensor] = {}
         for p in (model.centroids, model.latents, *model.explicit.values()):
             p.requires_grad_(False)
         self.opt = torch.optim.Adam(model.decoder.parameters(), lr=self.cfg.lr)
@@ -116,7 +117,9 @@ class Shaper:
         """Eq. 12: InfoNCE on pixels of A(p) = sum_i w_i(p) a_i, with this view's own mask ids."""
         cfg, m = self.cfg, self.model
         small = cam.scaled(cfg.feature_downscale)
-        mask = self.ds.mask(cam, self.masks_dir).to(self.device)
+        if cam.name not in self._masks:  # read each view's mask once, not every step
+            self._masks[cam.name] = self.ds.mask(cam, self.masks_dir).to(self.device)
+        mask = self._masks[cam.name]
         ys = (torch.arange(small.height, device=self.device) + 0.5) * cam.height / small.height
         xs = (torch.arange(small.width, device=self.device) + 0.5) * cam.width / small.width
         ids = mask[ys.long().clamp(max=cam.height - 1)][:, xs.long().clamp(max=cam.width - 1)]
