@@ -186,15 +186,22 @@ SelGaussians = Annotated[Optional[Path], typer.Option("--gaussians", help="Selec
 SelView = Annotated[Optional[str], typer.Option("--view", help="View name for --pixel / --mask.")]
 SelPixel = Annotated[Optional[list[str]], typer.Option("--pixel", help="Pixel X Y of --view (repeatable).")]
 SelMask = Annotated[Optional[Path], typer.Option("--mask", help="2D mask PNG of --view (non-zero = selected).")]
+SelText = Annotated[Optional[str], typer.Option("--text", help="Text prompt (Grounding DINO box -> SAM 2 mask); needs --weights and --detector-weights.")]
+SelWeights = Annotated[Optional[Path], typer.Option("--weights", help="SAM 2 checkpoint dir: --pixel/--text become a SAM 2 mask of the view.")]
+SelDetector = Annotated[Optional[Path], typer.Option("--detector-weights", help="Grounding DINO checkpoint dir (for --text).")]
 
 
-def _spec(gaussians, view, pixel, mask):
+def _spec(gaussians, view, pixel, mask, text=None, weights=None, detector_weights=None, device="auto"):
     from structgs.pipeline.edit_ops import SelectionSpec
+    from structgs.pipeline.make_masks import MaskSources
 
-    if gaussians is None and not pixel and mask is None:
+    if gaussians is None and not pixel and mask is None and text is None:
         return None
+    sources = None
+    if weights is not None or detector_weights is not None:
+        sources = MaskSources(weights=weights, detector_weights=detector_weights, device=device)
     return SelectionSpec(gaussians=gaussians, view=view, pixels=[_parse_pixel(p) for p in pixel] if pixel else None,
-                         mask=mask)
+                         mask=mask, text=text, sources=sources)
 
 
 def _parse_pixel(text: str) -> tuple[int, int]:
@@ -225,6 +232,7 @@ def segment(
     run: Annotated[Path, typer.Argument(help="A run directory.")],
     out: Annotated[Path, typer.Option(help="Output .npy: one boolean per Gaussian, in stored order.")],
     gaussians: SelGaussians = None, view: SelView = None, pixel: SelPixel = None, mask: SelMask = None,
+    text: SelText = None, weights: SelWeights = None, detector_weights: SelDetector = None,
     method: Annotated[Method, typer.Option(help="shaped (Jacobian cosine) or a voting method.")] = Method.shaped,
     masks: Annotated[Optional[Path], typer.Option(help="Id masks (voting methods).")] = None,
     target: Annotated[Optional[int], typer.Option(help="Target id in --masks (voting methods).")] = None,
@@ -232,11 +240,11 @@ def segment(
     data: Annotated[Optional[Path], typer.Option(help="Dataset (default: the run's).")] = None,
     device: Annotated[DeviceChoice, typer.Option(help="Where to compute.")] = DeviceChoice.auto,
 ) -> None:
-    """Segment an object in 3D from Gaussian ids, pixels or a 2D mask; write a boolean .npy."""
+    """Segment an object in 3D from Gaussian ids, pixels, a 2D mask or a text; write a boolean .npy."""
     from structgs.pipeline.edit_ops import segment_command
 
-    sel = segment_command(run, out, _spec(gaussians, view, pixel, mask), method.value, masks, target, threshold, data,
-                          device.value)
+    spec = _spec(gaussians, view, pixel, mask, text, weights, detector_weights, device.value)
+    sel = segment_command(run, out, spec, method.value, masks, target, threshold, data, device.value)
     typer.echo(f"selected {int(sel.sum())} of {sel.size} Gaussians -> {out}")
 
 
@@ -302,12 +310,56 @@ def compare(
         write_json(json_out, res)
 
 
+class TrackerChoice(str, Enum):
+    auto = "auto"
+    sam2 = "sam2"
+    gaussians = "gaussians"
+
+
+class MaskSplit(str, Enum):
+    train = "train"
+    test = "test"
+    all = "all"
+
+
+@app.command()
+def masks(
+    data: Annotated[Path, typer.Argument(help="Dataset directory (Blender or COLMAP).")],
+    out: Annotated[Path, typer.Option(help="Masks directory to write: OUT/<view name>.png + OUT/masks.json.")],
+    weights: Annotated[Optional[Path], typer.Option(help="SAM 2 checkpoint dir (transformers format, e.g. facebook/sam2.1-hiera-large).")] = None,
+    detector_weights: Annotated[Optional[Path], typer.Option(help="Grounding DINO checkpoint dir (for --text).")] = None,
+    oracle_masks: Annotated[Optional[Path], typer.Option(help="Instead of SAM 2: existing id masks (ids may differ per view).")] = None,
+    scene_json: Annotated[Optional[Path], typer.Option(help="With --oracle-masks: object names for --text (built-in scene).")] = None,
+    ply: Annotated[Optional[Path], typer.Option(help="Pre-trained 3DGS: enables the Gaussian tracker.")] = None,
+    tracker: Annotated[TrackerChoice, typer.Option(help="sam2 (video memory), gaussians (3D, needs --ply), auto.")] = TrackerChoice.auto,
+    split: Annotated[MaskSplit, typer.Option(help="Views to mask.")] = MaskSplit.train,
+    view: SelView = None, pixel: SelPixel = None,
+    text: Annotated[Optional[str], typer.Option(help="Mask one object named by text (Grounding DINO -> SAM 2).")] = None,
+    refine: Annotated[bool, typer.Option("--refine/--no-refine", help="Prompted: re-prompt SAM 2 inside each propagated mask (SA3D).")] = True,
+    points_per_side: Annotated[int, typer.Option(help="Automatic: prompt grid size.")] = 16,
+    device: Annotated[DeviceChoice, typer.Option(help="Where to compute.")] = DeviceChoice.auto,
+) -> None:
+    """Turn the views' images into id masks with one id per object across views (or one prompted object)."""
+    from structgs.masks.automatic import AutoMaskConfig
+    from structgs.pipeline.make_masks import MaskSources, make_masks
+
+    sources = MaskSources(weights=weights, detector_weights=detector_weights, oracle_masks=oracle_masks,
+                          scene_json=scene_json, ply=ply, tracker=tracker.value, device=device.value)
+    summary = make_masks(data, out, sources, split=split.value, view=view,
+                         pixels=[_parse_pixel(p) for p in pixel] if pixel else None, text=text, refine=refine,
+                         auto=AutoMaskConfig(points_per_side=points_per_side))
+    objs = summary["objects"]
+    typer.echo(f"{len(summary['order'])} views, {len(objs)} objects -> {out}")
+    for oid, info in objs.items():
+        typer.echo(f"  id {oid}: first seen on {info['first_view']}, in {info['views']} views")
+
+
 def main() -> None:
     import sys
 
     try:
         app(args=_fold_pixel_args(sys.argv[1:]))
-    except (ValueError, FileNotFoundError, RuntimeError, ImportError) as e:
+    except (ValueError, FileNotFoundError, RuntimeError, ImportError, LookupError) as e:
         # input problems: one clear line, no traceback
         typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
         raise SystemExit(2) from None

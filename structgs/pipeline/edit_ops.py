@@ -25,20 +25,35 @@ ALL_METHODS = ("shaped", *VOTING_METHODS)
 
 
 class SelectionSpec:
-    """What the user pointed at: Gaussian ids, pixels of a view, or a 2D mask of a view."""
+    """What the user pointed at: Gaussian ids, pixels of a view, a 2D mask of a view, or a text.
+
+    With ``sources`` (SAM 2 weights, see pipeline.make_masks.MaskSources) a click or a text is
+    first turned into a 2D mask of its view by SAM 2 (text: Grounding DINO box -> SAM 2).
+    """
 
     def __init__(self, gaussians: Path | None = None, view: str | None = None,
-                 pixels: list[tuple[int, int]] | None = None, mask: Path | None = None):
-        given = sum(x is not None for x in (gaussians, pixels or None, mask))
+                 pixels: list[tuple[int, int]] | None = None, mask: Path | None = None, text: str | None = None,
+                 sources=None):
+        given = sum(x is not None for x in (gaussians, pixels or None, mask, text))
         if given != 1:
-            raise ValueError("give exactly one of --gaussians FILE.npy, --view NAME --pixel X Y, --view NAME --mask FILE.png")
+            raise ValueError("give exactly one of --gaussians FILE.npy, --view NAME --pixel X Y, "
+                             "--view NAME --mask FILE.png, --text PROMPT")
         if (pixels or mask is not None) and view is None:
             raise ValueError("--pixel and --mask need --view NAME")
+        if text is not None and sources is None:
+            raise ValueError("--text needs --weights SAM2_DIR and --detector-weights GROUNDING_DINO_DIR")
         self.gaussians, self.view, self.pixels, self.mask = gaussians, view, pixels or None, mask
+        self.text, self.sources = text, sources
 
     def seed(self, model, ds) -> torch.Tensor:
         if self.gaussians is not None:
             return from_file(self.gaussians, model.num_gaussians)
+        if self.text is not None or (self.pixels is not None and self.sources is not None):
+            from structgs.pipeline.make_masks import prompt_on_dataset
+
+            view, mask2d, prompt = prompt_on_dataset(self.sources, ds, self.view, self.pixels, self.text)
+            log.info("prompt %s -> %d pixels on view %s", prompt, int(mask2d.sum()), view)
+            return from_mask(model, ds.camera(view), mask2d)
         cam = ds.camera(self.view)
         if self.pixels is not None:
             return from_pixels(model, cam, self.pixels)

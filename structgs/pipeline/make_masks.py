@@ -1,0 +1,200 @@
+"""`structgs masks`: a user's images -> consistent id masks (the masks convention) + masks.json.
+
+Sources: SAM 2 (``--weights``) or, for testing and evaluation, an oracle backed by existing id
+masks (``--oracle-masks``); Grounding DINO (``--detector-weights``) for ``--text``. Trackers:
+SAM 2 video memory (needs ``--weights``) or the scene's Gaussians (needs ``--ply``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from structgs.masks.association import AssociationConfig, MaskSequence, associate, propagate_prompt
+from structgs.masks.automatic import AutoMaskConfig
+from structgs.masks.propagation import GaussianTracker, order_views
+from structgs.scene.dataset import SceneDataset, load_dataset
+from structgs.scene.images import save_id_mask
+from structgs.utils.device import resolve_device
+from structgs.utils.io import refuse_overwrite, replace_dir_atomically, write_json
+from structgs.utils.log import get_logger
+
+log = get_logger("masks")
+
+
+@dataclass
+class MaskSources:
+    """Which models (or oracles) produce and carry the masks."""
+
+    weights: Path | None = None
+    """SAM 2 checkpoint directory (transformers format)."""
+    detector_weights: Path | None = None
+    """Grounding DINO checkpoint directory (for --text)."""
+    oracle_masks: Path | None = None
+    """Existing id masks standing in for SAM 2 (ids may differ per view); for tests/evaluation."""
+    scene_json: Path | None = None
+    """Oracle text prompts: object names from the built-in scene's scene.json (boxes from the
+    ground-truth masks/ beside it)."""
+    ply: Path | None = None
+    """Pre-trained 3DGS for the Gaussian tracker."""
+    tracker: str = "auto"
+    """sam2, gaussians, or auto (sam2 with --weights, else gaussians with --ply)."""
+    device: str = "auto"
+
+
+def build_segmenter(src: MaskSources, ds: SceneDataset, device: torch.device, auto: AutoMaskConfig | None):
+    if (src.weights is None) == (src.oracle_masks is None):
+        raise ValueError("give exactly one mask source: --weights SAM2_DIR or --oracle-masks DIR")
+    if src.weights is not None:
+        from structgs.masks.sam2 import Sam2Segmenter
+
+        return Sam2Segmenter.from_pretrained(src.weights, device, auto)
+    from structgs.masks.oracle import OracleSegmenter
+
+    return OracleSegmenter.from_dataset(ds, Path(src.oracle_masks))
+
+
+def build_tracker(src: MaskSources, ds: SceneDataset, device: torch.device):
+    kind = src.tracker
+    if kind == "auto":
+        kind = "sam2" if src.weights is not None else "gaussians"
+    if kind == "sam2":
+        if src.weights is None:
+            raise ValueError("--tracker sam2 needs --weights SAM2_DIR")
+        from structgs.masks.sam2 import Sam2VideoTracker
+
+        return Sam2VideoTracker.from_pretrained(src.weights, device)
+    if kind == "gaussians":
+        if src.ply is None:
+            raise ValueError("the Gaussian tracker needs --ply (the scene's pre-trained 3DGS)")
+        from structgs.scene.ply import read_ply
+
+        return GaussianTracker(read_ply(src.ply).to(device), {c.name: c for c in ds.all_cameras})
+    raise ValueError(f"unknown tracker {src.tracker!r} (sam2, gaussians, auto)")
+
+
+def build_detector(src: MaskSources, ds: SceneDataset, device: torch.device):
+    if src.detector_weights is not None:
+        from structgs.masks.grounding import GroundingDinoDetector
+
+        return GroundingDinoDetector.from_pretrained(src.detector_weights, device)
+    if src.oracle_masks is not None and src.scene_json is not None:
+        from structgs.masks.oracle import OracleDetector
+
+        # names in scene.json refer to the ground-truth ids of the masks next to it
+        return OracleDetector.from_scene(ds, Path(src.scene_json).parent / "masks", src.scene_json)
+    raise ValueError("--text needs --detector-weights GROUNDING_DINO_DIR")
+
+
+def prompt_mask(segmenter, detector, ds: SceneDataset, view: str, image: torch.Tensor,
+                pixels: list[tuple[int, int]] | None, text: str | None) -> tuple[torch.Tensor, dict]:
+    """The first mask of a prompted object on ``view`` and a record of the prompt."""
+    segmenter.set_image(view, image)
+    if pixels:
+        h, w = image.shape[:2]
+        for x, y in pixels:
+            if not (0 <= x < w and 0 <= y < h):
+                raise ValueError(f"--pixel {x} {y} is outside view {view} ({w}x{h})")
+        pts = torch.tensor(pixels, dtype=torch.float32)
+        prop = segmenter.from_points(pts, torch.ones(len(pixels), dtype=torch.int64))
+        return prop.mask, {"view": view, "pixels": [list(p) for p in pixels], "score": prop.score}
+    boxes = detector.detect(view, image, text)
+    if not boxes:
+        raise LookupError(f"no box for {text!r} on view {view}")
+    box, score = boxes[0]
+    prop = segmenter.from_box(box)
+    return prop.mask, {"view": view, "text": text, "box": [round(float(v), 2) for v in box], "box_score": score,
+                       "score": prop.score}
+
+
+def prompt_on_dataset(sources: MaskSources, ds: SceneDataset, view: str | None,
+                      pixels: list[tuple[int, int]] | None, text: str | None) -> tuple[str, torch.Tensor, dict]:
+    """One 2D mask from a click or a text prompt (the view, the mask, the prompt record).
+
+    ``text`` without ``view`` searches the training views in order for the first detection.
+    """
+    device = resolve_device(sources.device)
+    segmenter = build_segmenter(sources, ds, device, None)
+    detector = build_detector(sources, ds, device) if text else None
+    if pixels and view is None:
+        raise ValueError("--pixel needs --view NAME")
+    views = [view] if view is not None else [c.name for c in ds.split("train")]
+    for name in views:
+        try:
+            mask, prompt = prompt_mask(segmenter, detector, ds, name, ds.image(ds.camera(name)), pixels, text)
+        except LookupError:
+            continue
+        if not mask.any():
+            raise ValueError(f"the prompt gave an empty mask on view {name}")
+        return name, mask, prompt
+    raise LookupError(f"the detector found no {text!r} in " + (f"view {view}" if view else "any training view"))
+
+
+def make_masks(data: Path, out: Path, sources: MaskSources, *, split: str = "train", view: str | None = None,
+               pixels: list[tuple[int, int]] | None = None, text: str | None = None, refine: bool = True,
+               auto: AutoMaskConfig | None = None, association: AssociationConfig | None = None,
+               progress: bool = True) -> dict:
+    """Write ``out/<view name>.png`` id masks and ``out/masks.json``; returns the JSON summary."""
+    data, out = Path(data), Path(out)
+    refuse_overwrite(out, [data, data / "masks", sources.oracle_masks], "masks --out")
+    if pixels and text:
+        raise ValueError("give --pixel or --text, not both")
+    if pixels and view is None:
+        raise ValueError("--pixel needs --view NAME")
+    device = resolve_device(sources.device)
+    ds = load_dataset(data)
+    if split not in ("train", "test", "all"):
+        raise ValueError(f"--split must be train, test or all, got {split!r}")
+    cams = ds.all_cameras if split == "all" else ds.split(split)
+    names = [c.name for c in cams]
+    segmenter = build_segmenter(sources, ds, device, auto)
+    tracker = build_tracker(sources, ds, device)
+    prompted = bool(pixels or text)
+    start = 0
+    if view is not None:
+        if view not in names:
+            ds.camera(view)  # raises with the list of valid names when unknown
+            raise ValueError(f"view {view} is not in the {split} split")
+        start = names.index(view)
+    order = [cams[i] for i in order_views(cams, start)]
+    ordered_names = [c.name for c in order]
+    images = [ds.image(c) for c in order]
+    record: dict = {"mode": "prompt" if prompted else "automatic", "split": split,
+                    "source": "sam2" if sources.weights else "oracle",
+                    "tracker": type(tracker).__name__}
+    if prompted:
+        detector = build_detector(sources, ds, device) if text else None
+        first = None
+        for k in range(len(order) if (text and view is None) else 1):  # text without --view: first view with a box
+            try:
+                first, prompt = prompt_mask(segmenter, detector, ds, ordered_names[k], images[k], pixels, text)
+                break
+            except LookupError:
+                continue
+        if first is None:
+            raise LookupError(f"the detector found no {text!r} in any {split} view")
+        if k:
+            rot = list(range(k, len(order))) + list(range(k))
+            idx = order_views([order[i] for i in rot], 0)
+            order = [order[rot[i]] for i in idx]
+            ordered_names, images = [c.name for c in order], [ds.image(c) for c in order]
+        seq = propagate_prompt(segmenter, tracker, ordered_names, images, first, refine=refine, config=association,
+                               progress=progress)
+        record["prompt"] = prompt
+    else:
+        seq = associate(segmenter, tracker, ordered_names, images, association, progress)
+    _write(out, seq, record)
+    return {**record, **seq.summary()}
+
+
+def _write(out: Path, seq: MaskSequence, record: dict) -> None:
+    def write(tmp: Path) -> None:
+        for name, id_map in seq.id_maps.items():
+            save_id_mask(id_map, tmp / f"{name}.png")
+        write_json(tmp / "masks.json", {**record, **seq.summary(),
+                                        "convention": "<dir>/<view name>.png, 0 = no object, ids consistent across views"})
+
+    replace_dir_atomically(out, write)
+    log.info("wrote %d id masks to %s", len(seq.id_maps), out)
