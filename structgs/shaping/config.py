@@ -31,6 +31,11 @@ class ShapeConfig:
     """Weight of the InfoNCE term."""
     lambda_reg: float = 1.0
     """Weight of the kNN smoothness term (Eq. 10)."""
+    lambda_recon: float = 1.0
+    """Weight of L_recon."""
+    recon_batch: int = 0
+    """Gaussians per step for L_recon (``attributes`` only), drawn from the touched pool
+    separately from the InfoNCE batch; 0 = the InfoNCE batch itself."""
     tau: float = 0.1
     """InfoNCE temperature."""
     knn: int = 16

@@ -110,7 +110,11 @@ class Shaper:
                 with torch.no_grad():
                     na = m.activations(b, nbr.reshape(-1), nview)
                 reg = reg + knn_smoothness(a, na.reshape(nbr.shape[0], nbr.shape[1], -1))
-        rec = self._recon(cam, idx, view)
+        if cfg.recon_batch > 0 and cfg.recon == "attributes":
+            ridx = self.pool[torch.randperm(self.pool.numel(), generator=self.gen)[: cfg.recon_batch].to(self.device)]
+            rec = self._recon(cam, ridx, m.view_inputs(cam, ridx))
+        else:
+            rec = self._recon(cam, idx, view)
         return {"mi": mi / len(self.branches), "reg": reg / len(self.branches), "recon": rec}
 
     def _step_tracker_free(self, cam) -> dict[str, torch.Tensor]:
@@ -161,7 +165,7 @@ class Shaper:
                 g["lr"] = cfg.lr * 0.1 ** (self.step / max(cfg.iters, 1))
             cam = self.cams[int(torch.randint(len(self.cams), (1,), generator=self.gen))]
             parts = self._step_tracker_free(cam) if cfg.association == "none" else self._step_lifted(cam)
-            loss = parts["recon"] + cfg.lambda_mi * parts["mi"] + cfg.lambda_reg * parts["reg"]
+            loss = cfg.lambda_recon * parts["recon"] + cfg.lambda_mi * parts["mi"] + cfg.lambda_reg * parts["reg"]
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             self.opt.step()
