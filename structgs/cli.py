@@ -33,6 +33,11 @@ class BackendChoice(str, Enum):
     gsplat = "gsplat"
 
 
+class DecoderBackend(str, Enum):
+    torch = "torch"
+    tcnn = "tcnn"
+
+
 @app.callback()
 def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False) -> None:
     setup_cli_logging(verbose)
@@ -93,15 +98,25 @@ def fit(
     downscale: Annotated[float, typer.Option(help="Image downscale factor.")] = 1.0,
     background: Annotated[tuple[float, float, float], typer.Option(help="Background RGB.")] = (1.0, 1.0, 1.0),
     backend: Annotated[BackendChoice, typer.Option(help="Rasterizer backend.")] = BackendChoice.auto,
+    decoder_backend: Annotated[Optional[DecoderBackend], typer.Option(help="Decoder MLPs: torch (reference) or tcnn (tinycudann, CUDA).")] = None,
+    hidden_width: Annotated[Optional[int], typer.Option(help="Decoder hidden width (default 128; tcnn: 16/32/64/128).")] = None,
     device: Annotated[DeviceChoice, typer.Option(help="Where to compute.")] = DeviceChoice.auto,
 ) -> None:
     """Fit the decoder to a scene: stage 1 on the PLY's attributes, stage 2 on the images."""
+    from dataclasses import replace
+
+    from structgs.decoder import DecoderConfig
     from structgs.training.config import FitConfig
     from structgs.training.fit import Fitter
 
+    dec = DecoderConfig()
+    if decoder_backend is not None:
+        dec = replace(dec, backend=decoder_backend.value)
+    if hidden_width is not None:
+        dec = replace(dec, hidden_width=hidden_width)
     cfg = FitConfig(stage1_iters=stage1_iters, stage2_iters=stage2_iters, init_points=init_points,
                     checkpoint_every=checkpoint_every, seed=seed, downscale=downscale, background=background,
-                    backend=backend.value)
+                    backend=backend.value, decoder=dec)
     report = Fitter(data, out, ply=ply, init=init, config=cfg, device=device.value).run(resume=resume)
     typer.echo(f"fitted {out}: test PSNR {report['psnr_fitted']:.2f} dB"
                + (f" (input PLY {report['psnr_input_ply']:.2f} dB)" if "psnr_input_ply" in report else ""))

@@ -130,3 +130,83 @@ def test_export_ply_round_trip(tmp_path):
     s = m.decode()
     assert torch.allclose(back.means, s.means) and torch.allclose(back.opacities, s.opacities, atol=1e-5)
     assert torch.allclose(back.rgb_dc, m.view_independent_colors(), atol=1e-5)
+
+
+class _FakeTcnnNetwork(torch.nn.Module):
+    """Stands in for tinycudann.Network on CPU: one flat parameter vector, bias-free ReLU layers,
+    half-precision output (what tinycudann's FullyFusedMLP computes; its memory layout aside)."""
+
+    def __init__(self, n_input_dims, n_output_dims, config):
+        super().__init__()
+        w = config["n_neurons"]
+        self.dims = [n_input_dims] + [w] * config["n_hidden_layers"] + [n_output_dims]
+        sizes = [self.dims[i] * self.dims[i + 1] for i in range(len(self.dims) - 1)]
+        self.params = torch.nn.Parameter(torch.randn(sum(sizes)) * 0.3)
+        self.sizes = sizes
+
+    def forward(self, x):
+        off = 0
+        for i, size in enumerate(self.sizes):
+            W = self.params[off:off + size].view(self.dims[i + 1], self.dims[i])
+            x = torch.relu(x.half().float() @ W.half().float().T)  # relu after every layer (output ReLU too)
+            off += size
+        return x.half()
+
+
+@pytest.fixture
+def fake_tcnn(monkeypatch):
+    import sys
+    import types
+
+    monkeypatch.setitem(sys.modules, "tinycudann", types.SimpleNamespace(Network=_FakeTcnnNetwork))
+
+
+def test_tcnn_backend_wiring(fake_tcnn, tmp_path):
+    """The tcnn trunk replaces the layers before the perturbable layer; everything from the
+    perturbable layer on is the torch code, so activations, deltas and persistence behave alike."""
+    m = _model(n=8, backend="tcnn", hidden_width=64)
+    mlp = m.decoder.branches["color"]
+    assert mlp.trunk is not None and isinstance(mlp.perturbable, torch.nn.Linear)
+    s = m.decode()
+    assert s.colors.shape == (8, 3) and s.colors.dtype == torch.float32 and torch.isfinite(s.colors).all()
+    x = m.decoder.branch_input("color", m.latents, m.view_inputs(None, None), m.centroids)
+    acts = mlp.forward_with_activations(x)
+    assert torch.equal(mlp.from_activation(acts.activation), acts.output) and torch.equal(mlp(x), acts.output)
+    # delta_i a_i^T is still the Jacobian w.r.t. the (torch) perturbable weight
+    W = m.decoder.perturbable_weight("opacity")
+    delta, a = m.output_deltas("opacity", channel=0)
+    (g,) = torch.autograd.grad(m.decode().opacities[2], W)
+    assert torch.allclose(g, torch.outer(delta[2], a[2]), atol=1e-6)
+    # gradients reach the fused trunk's parameters (fitting trains them)
+    m.decode().colors.sum().backward()
+    assert mlp.trunk.net.params.grad is not None and mlp.trunk.net.params.grad.abs().sum() > 0
+    m.save_pretrained(tmp_path / "run")
+    m2 = SceneModel.from_pretrained(tmp_path / "run")
+    assert torch.equal(m2.decode().colors, m.decode().colors)
+
+
+def test_tcnn_backend_errors(fake_tcnn, monkeypatch):
+    with pytest.raises(ValueError, match="hidden_width in"):
+        _model(backend="tcnn", hidden_width=48)
+    import sys
+
+    monkeypatch.setitem(sys.modules, "tinycudann", None)  # as if not installed
+    with pytest.raises(ImportError, match="tiny-cuda-nn"):
+        _model(backend="tcnn", hidden_width=64)
+
+
+@pytest.mark.cuda
+def test_tcnn_backend_on_cuda():
+    pytest.importorskip("tinycudann")
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    m = SceneModel(DecoderConfig(backend="tcnn", hidden_width=64), 4096).to("cuda")
+    with torch.no_grad():
+        m.centroids.normal_()
+        m.latents.normal_()
+    s = m.decode()
+    assert s.colors.shape == (4096, 3) and torch.isfinite(s.colors).all()
+    delta, a = m.output_deltas("opacity", channel=0)
+    assert delta.shape[0] == a.shape[0] == 4096
+    s.colors.sum().backward()
+    assert all(p.grad is not None for p in m.decoder.parameters() if p.requires_grad)

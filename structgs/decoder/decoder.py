@@ -55,15 +55,9 @@ class AttributeDecoder(nn.Module):
     def __init__(self, config: DecoderConfig):
         super().__init__()
         self.config = config
-        if config.backend == "tcnn":
-            from structgs.decoder.tcnn_backend import require_tcnn
-
-            require_tcnn()
-            raise NotImplementedError("decoder backend 'tcnn': tinycudann was found, but structgs does not wire it "
-                                      "into the branch MLPs yet (see TcnnActivationEncoder); use backend='torch'")
         self.branches = nn.ModuleDict({
             b: BranchMLP(config.input_dim(b), config.hidden_width, config.hidden_layers, OUTPUT_DIMS[b],
-                         config.perturb_index(b), zero_init_output=(b == "motion"))
+                         config.perturb_index(b), zero_init_output=(b == "motion"), backend=config.backend)
             for b in config.branches
         })
 

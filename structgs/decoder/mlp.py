@@ -25,15 +25,25 @@ class BranchActivations:
 
 class BranchMLP(nn.Module):
     def __init__(self, in_dim: int, width: int, hidden_layers: int, out_dim: int, perturb_layer: int,
-                 zero_init_output: bool = False):
+                 zero_init_output: bool = False, backend: str = "torch"):
         super().__init__()
         dims = [in_dim] + [width] * hidden_layers + [out_dim]
-        self.layers = nn.ModuleList(nn.Linear(dims[i], dims[i + 1]) for i in range(len(dims) - 1))
-        n = len(self.layers)
+        n = len(dims) - 1
         k = perturb_layer % n
         if k == 0:
             raise ValueError(f"perturb_layer {perturb_layer} selects the first layer, whose input is not an activation")
         self.perturb_index = k
+        self.trunk: nn.Module | None = None
+        if backend == "tcnn":  # layers 0..k-1 fused in tinycudann; placeholders keep the indices
+            from structgs.decoder.tcnn_backend import TcnnTrunk
+
+            self.trunk = TcnnTrunk(in_dim, width, k)
+            self.layers = nn.ModuleList([nn.Identity() for _ in range(k)] +
+                                        [nn.Linear(dims[i], dims[i + 1]) for i in range(k, n)])
+        elif backend == "torch":
+            self.layers = nn.ModuleList(nn.Linear(dims[i], dims[i + 1]) for i in range(n))
+        else:
+            raise ValueError(f"decoder backend must be torch or tcnn, got {backend!r}")
         if zero_init_output:
             nn.init.zeros_(self.layers[-1].weight)
             nn.init.zeros_(self.layers[-1].bias)
@@ -52,10 +62,14 @@ class BranchMLP(nn.Module):
         return x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.trunk is not None:
+            return self._run(self.trunk(x), self.perturb_index)
         return self._run(x, 0)
 
     def activation(self, x: torch.Tensor) -> torch.Tensor:
         """Only the input of the perturbable layer (stops there)."""
+        if self.trunk is not None:
+            return self.trunk(x)
         for layer in self.layers[: self.perturb_index]:
             x = torch.relu(layer(x))
         return x
