@@ -181,3 +181,18 @@ def test_sam2_prompts_text_and_segment_end_to_end(small_scene_dir, fitted_small_
     model = SceneModel.from_pretrained(fitted_small_run)
     sel = select(model, ds, SelectionSpec(text="red apple", sources=src), expand=False)
     assert sel.dtype == torch.bool and sel.shape == (model.num_gaussians,)
+
+
+def test_shaping_lifts_associated_masks(small_scene_dir, fitted_small_run, shuffled, tmp_path):
+    """`structgs masks` output is what shaping consumes: lifting it labels Gaussians like the truth."""
+    import numpy as np
+
+    from structgs.model import SceneModel
+    from structgs.shaping.lifting import lift_masks, matched_accuracy
+
+    make_masks(small_scene_dir, tmp_path / "m", MaskSources(oracle_masks=shuffled, ply=small_scene_dir / "gaussians.ply"),
+               progress=False)
+    model = SceneModel.from_pretrained(fitted_small_run)
+    lift = lift_masks(model, load_dataset(small_scene_dir), tmp_path / "m", "tracked", progress=False)
+    truth = torch.from_numpy(np.load(small_scene_dir / "labels.npy"))
+    assert lift.coverage > 0.6 and matched_accuracy(lift.labels, truth) >= 0.95

@@ -34,10 +34,14 @@ class EditRecord:
 
 
 class SceneEditor:
-    def __init__(self, model, method: str = "shaped", threshold: float = DEFAULT_THRESHOLD, pin_rest: bool = True):
+    def __init__(self, model, method: str = "shaped", threshold: float = DEFAULT_THRESHOLD, pin_rest: bool = True,
+                 pin_groups: int = 4):
         if method not in ("shaped", "voting", "projection", "binary"):
             raise ValueError(f"unknown method {method!r} (shaped, voting, projection, binary)")
+        if pin_groups < 1:
+            raise ValueError(f"pin_groups must be >= 1, got {pin_groups}")
         self.model, self.method, self.threshold, self.pin_rest = model, method, threshold, pin_rest
+        self.pin_groups = pin_groups
         self.done: list[EditRecord] = []
         self.undone: list[EditRecord] = []
         self._tensors = dict(model.named_parameters()) | dict(model.named_buffers())
@@ -163,12 +167,21 @@ class SceneEditor:
         if self.pin_rest:
             # "keep the rest": one more selection, the complement, whose target is its current mean.
             # Its mean-Jacobian direction cancels the first-order leakage onto everything else.
+            # With pin_groups > 1 the complement is split into groups of similar activations
+            # (k-means on the shaped a_i, i.e. roughly the other objects), each pinned on its own.
             rest = ~torch.stack(sels).any(0)
             if rest.sum() > 0:
                 ridx = torch.nonzero(rest).flatten().to(W.device)
-                now = self._branch_outputs(branch, ridx, None if view is None else view[ridx])[:, channels].mean(0)
-                idxs.append(ridx)
-                tgt = torch.cat([tgt, now[None]])
+                groups = [ridx]
+                if self.pin_groups > 1:
+                    a = m.activations(branch, ridx, None if view is None else view[ridx])
+                    lab = cosine_kmeans(a, self.pin_groups)
+                    groups = [ridx[lab == g] for g in lab.unique().tolist()]
+                for gidx in groups:
+                    now = self._branch_outputs(branch, gidx, None if view is None else view[gidx])[:, channels].mean(0)
+                    idxs.append(gidx)
+                    tgt = torch.cat([tgt, now[None]])
+                rec.info["pinned_groups"] = len(groups)
         K, C = len(idxs), len(channels)
         for it in range(iters):
             jbars, rows = [], []
@@ -202,6 +215,24 @@ class SceneEditor:
                              for idx in idxs[: len(sels)]])
         rec.info["achieved"] = final.tolist()
         return self._commit(rec)
+
+
+def cosine_kmeans(x: torch.Tensor, k: int, iters: int = 15) -> torch.Tensor:
+    """(N,) cluster ids of the rows of ``x`` by spherical k-means (deterministic farthest-point init)."""
+    u = torch.nn.functional.normalize(x.float(), dim=-1)
+    k = min(k, u.shape[0])
+    centres = [u[0]]
+    for _ in range(k - 1):  # farthest point (lowest max cosine) from the centres so far
+        sim = torch.stack([u @ c for c in centres], -1).max(-1).values
+        centres.append(u[int(sim.argmin())])
+    c = torch.stack(centres)
+    for _ in range(iters):
+        lab = (u @ c.T).argmax(-1)
+        for j in range(k):
+            members = u[lab == j]
+            if len(members):
+                c[j] = torch.nn.functional.normalize(members.mean(0), dim=0)
+    return (u @ c.T).argmax(-1)
 
 
 def _as_list(selections) -> list[torch.Tensor]:
