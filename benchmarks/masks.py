@@ -41,7 +41,7 @@ def main() -> None:
     import torch
 
     from structgs.data.synthetic import shuffle_mask_ids
-    from structgs.masks import GaussianTracker, OracleSegmenter, associate, mask_iou_matrix, order_views
+    from structgs.masks import GaussianTracker, OracleSegmenter, associate, mask_iou_matrix, order_views, paint_id_map
     from structgs.pipeline.make_masks import MaskSources, make_masks
     from structgs.scene.dataset import load_dataset
     from structgs.scene.images import save_id_mask
@@ -65,9 +65,18 @@ def main() -> None:
         out = args.workdir / "masks_assoc"
         for name, id_map in seq.id_maps.items():
             save_id_mask(id_map, out / f"{name}.png")
-        # jitter alone bounds the agreement: compare with the jittered masks under their true ids
+        bound = ""
+        if jitter:  # jitter alone bounds the agreement: the jittered masks under their true ids
+            seg2 = OracleSegmenter.from_dataset(ds, truth, split="train", jitter=True, seed=5)
+            for c in cams:
+                seg2.set_image(c.name, ds.image(c))
+                gt = ds.mask(c, truth)
+                # each jittered proposal under the true id it mostly covers
+                props = {int(gt[p.mask].mode().values): p.mask for p in seg2.automatic() if p.mask.any()}
+                save_id_mask(paint_id_map(props, tuple(gt.shape)), args.workdir / "masks_jitter" / f"{c.name}.png")
+            bound = f" (jittered masks with true ids: {100 * agreement(ds, args.workdir / 'masks_jitter', truth, cams):.2f}%)"
         print(f"association, {label:28s}: {len(seq.objects)} objects (truth {len(truth_ids(ds, truth, cams))}), "
-              f"pixel agreement {100 * agreement(ds, out, truth, cams):.2f}%, {dt:.1f} s")
+              f"pixel agreement {100 * agreement(ds, out, truth, cams):.2f}%{bound}, {dt:.1f} s")
     print("one-click propagation over train+test views (click: centre of the object on the first view showing it)")
     for target in sorted(truth_ids(ds, truth, cams)):
         if target == 1:
