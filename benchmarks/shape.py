@@ -1,6 +1,6 @@
 """Shaping cost and result on the built-in scene: activation vs jacobian objective side by side.
 
-    python benchmarks/shape.py [--workdir /tmp/structgs-bench] [--iters 400]
+    python benchmarks/shape.py [--workdir /tmp/structgs-bench] [--iters 400] [--associations tracked overlap none]
 
 Fits the built-in scene once (or reuses the fit), then shapes it with each objective and
 prints time, peak memory, fraction touched, PSNR before/after and the activation cosine
@@ -53,11 +53,17 @@ def main() -> None:
         subprocess.run([sys.executable, "-m", "structgs.cli", "fit", str(scene), "--ply", str(scene / "gaussians.ply"),
                         "--out", str(run), "--checkpoint-every", "0"], check=True)
     for association in args.associations:
+        masks = scene / "masks"
+        if association != "tracked":  # overlap / none get per-view ids, shuffled like raw SAM output
+            from structgs.data.synthetic import shuffle_mask_ids
+
+            masks = shuffle_mask_ids(scene / "masks", args.workdir / "masks_shuffled", seed=1)
         for objective in args.objectives:
-            print(f"== objective {objective}, association {association}, {args.iters} steps")
+            print(f"== objective {objective}, association {association}, {args.iters} steps"
+                  + ("" if association == "tracked" else " (ids shuffled per view)"))
             out = args.workdir / f"bench_shape_{objective}_{association}"
             r = subprocess.run([sys.executable, __file__, "--iters", str(args.iters), "--one", str(run),
-                                str(scene / "masks"), str(out), objective, association], capture_output=True, text=True)
+                                str(masks), str(out), objective, association], capture_output=True, text=True)
             print(r.stdout.strip() if r.returncode == 0 else f"failed: {r.stderr.strip().splitlines()[-1]}", flush=True)
 
 
