@@ -196,3 +196,22 @@ def test_shaping_lifts_associated_masks(small_scene_dir, fitted_small_run, shuff
     lift = lift_masks(model, load_dataset(small_scene_dir), tmp_path / "m", "tracked", progress=False)
     truth = torch.from_numpy(np.load(small_scene_dir / "labels.npy"))
     assert lift.coverage > 0.6 and matched_accuracy(lift.labels, truth) >= 0.95
+
+
+def test_segment_cli_text_and_click_with_weights(fitted_small_run, tiny_weights, tmp_path):
+    import numpy as np
+
+    base = [sys.executable, "-m", "structgs.cli", "segment", str(fitted_small_run), "--weights",
+            str(tiny_weights["sam2"]), "--device", "cpu"]
+    r = subprocess.run(base + ["--detector-weights", str(tiny_weights["gdino"]), "--text", "red apple", "--out",
+                               str(tmp_path / "text.npy")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run(base + ["--view", "train/r_0", "--pixel", "30", "30", "--out", str(tmp_path / "click.npy")],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    for f in ("text.npy", "click.npy"):
+        sel = np.load(tmp_path / f)
+        assert sel.dtype == bool and sel.any()
+    r = subprocess.run(base[:-4] + ["--text", "red apple", "--out", str(tmp_path / "x.npy")], capture_output=True,
+                       text=True)
+    assert r.returncode == 2 and "--text needs --weights" in r.stderr
