@@ -20,6 +20,11 @@ from structgs.edit.jacobian import default_segmentation_branch, jacobian_cosine
 from structgs.utils.log import get_logger
 
 log = get_logger("edit")
+SELECTION_WEIGHT = 100.0
+"""Row weight of the selections' targets against the pinned groups' in the edit solve."""
+LSTSQ_RCOND = 1e-9
+"""Singular values below this fraction of the largest are dropped in the edit solve, so nearly
+collinear directions (e.g. two pinned groups that respond alike) cannot blow eta up."""
 DEFAULT_THRESHOLD = 0.5
 """Shaped segmentation keeps Gaussians with cos(J_i, Jbar_S) above this. Shaped activations
 sit near 1 within an object and near 0 across objects, so the midpoint separates them."""
@@ -205,7 +210,11 @@ class SceneEditor:
                     d, a = per_sel[k][cp]
                     for j, jb in enumerate(jbars):
                         M[k * C + cp, j] = ((d @ jb) * a).sum(-1).mean()
-            eta = torch.linalg.lstsq(M, err.reshape(-1, 1)).solution.flatten()
+            # the selections' targets are hard, the pinned groups soft: weighted least squares
+            # (a group that cannot keep still must not stop the selection from reaching its target)
+            wrow = torch.ones(K * C, 1, dtype=W.dtype, device=W.device)
+            wrow[: len(sels) * C] = SELECTION_WEIGHT
+            eta = torch.linalg.lstsq(M * wrow, err.reshape(-1, 1) * wrow, rcond=LSTSQ_RCOND, driver="gelsd").solution.flatten()
             dW = sum(e * jb for e, jb in zip(eta, jbars))
             step = 1.0
             if branch != "motion":  # damp large steps so the linearisation stays trustworthy
