@@ -102,3 +102,20 @@ def test_shape_errors(fitted_small_run, small_scene_dir, tmp_path):
         shape_run(fitted_small_run, bad, tmp_path / "o2")
     with pytest.raises(ValueError, match="association must be one of"):
         ShapeConfig(association="deva")
+
+
+def test_balanced_batches_have_equal_label_counts(fitted_small_run, small_scene_dir, tmp_path):
+    from structgs.scene.dataset import load_dataset
+    from structgs.shaping.shaper import Shaper
+
+    sh = Shaper(SceneModel.from_pretrained(fitted_small_run), load_dataset(small_scene_dir), small_scene_dir / "masks",
+                tmp_path / "s", ShapeConfig(balanced=True, batch=400), progress=False)
+    sh.prepare()
+    pos = sh._batch_positions(400)
+    assert pos.unique().numel() == pos.numel()  # no Gaussian twice in a batch
+    pool_labels = sh.labels[sh.pool]
+    ids = pool_labels.unique().tolist()
+    per = 400 // len(ids)
+    got = sh.labels[sh.pool[pos]]
+    for k in ids:  # every label gets `per` draws (or all it has), whatever its share of the pool
+        assert int((got == k).sum()) == min(per, int((pool_labels == k).sum())), k

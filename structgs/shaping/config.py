@@ -31,6 +31,9 @@ class ShapeConfig:
     """Weight of the InfoNCE term."""
     lambda_reg: float = 1.0
     """Weight of the kNN smoothness term (Eq. 10)."""
+    balanced: bool = False
+    """Draw each InfoNCE batch with the same number of Gaussians per lifted label (unlabelled
+    counts as one label) instead of uniformly from the pool."""
     lambda_recon: float = 1.0
     """Weight of L_recon."""
     recon_batch: int = 0

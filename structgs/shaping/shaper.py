@@ -92,7 +92,7 @@ class Shaper:
     def _step_lifted(self, cam) -> dict[str, torch.Tensor]:
         cfg, m = self.cfg, self.model
         bsz = cfg.jacobian_batch if cfg.objective == "jacobian" else cfg.batch
-        pos = torch.randperm(self.pool.numel(), generator=self.gen)[:bsz].to(self.device)
+        pos = self._batch_positions(bsz)
         idx = self.pool[pos]
         self.touched[idx] = True
         view = m.view_inputs(cam, idx)
@@ -116,6 +116,16 @@ class Shaper:
         else:
             rec = self._recon(cam, idx, view)
         return {"mi": mi / len(self.branches), "reg": reg / len(self.branches), "recon": rec}
+
+    def _batch_positions(self, bsz: int) -> torch.Tensor:
+        """Positions within the pool: uniform, or (``balanced``) the same number per lifted label."""
+        if not self.cfg.balanced:
+            return torch.randperm(self.pool.numel(), generator=self.gen)[:bsz].to(self.device)
+        lab = self.labels[self.pool].cpu()
+        groups = [torch.nonzero(lab == k).flatten() for k in lab.unique().tolist()]
+        per = max(1, bsz // len(groups))
+        picks = [g[torch.randperm(len(g), generator=self.gen)[:per]] for g in groups]
+        return torch.cat(picks).to(self.device)
 
     def _step_tracker_free(self, cam) -> dict[str, torch.Tensor]:
         """Eq. 12: InfoNCE on pixels of A(p) = sum_i w_i(p) a_i, with this view's own mask ids."""
