@@ -22,15 +22,11 @@ from _common import builtin_scene, peak_rss_mb  # noqa: E402
 
 def agreement(ds, pred_dir: Path, truth_dir: Path, cams) -> float:
     import torch
-    from scipy.optimize import linear_sum_assignment
 
-    p = torch.cat([ds.mask(c, pred_dir).flatten() for c in cams])
-    g = torch.cat([ds.mask(c, truth_dir).flatten() for c in cams])
-    up, ip = p.unique(return_inverse=True)
-    ug, ig = g.unique(return_inverse=True)
-    joint = torch.bincount(ip * len(ug) + ig, minlength=len(up) * len(ug)).reshape(len(up), len(ug))
-    r, c = linear_sum_assignment(-joint.numpy())
-    return float(joint[r, c].sum()) / p.numel()
+    from structgs.eval.metrics import matched_agreement
+
+    return matched_agreement(torch.cat([ds.mask(c, pred_dir).flatten() for c in cams]),
+                             torch.cat([ds.mask(c, truth_dir).flatten() for c in cams]))
 
 
 def main() -> None:
@@ -41,7 +37,9 @@ def main() -> None:
     import torch
 
     from structgs.data.synthetic import shuffle_mask_ids
-    from structgs.masks import GaussianTracker, OracleSegmenter, associate, mask_iou_matrix, order_views, paint_id_map
+    from structgs.eval.metrics import iou
+    from structgs.masks import GaussianTracker, OracleSegmenter, associate, order_views, paint_id_map
+    from structgs.pipeline.edit_ops import pick_target_pixel
     from structgs.pipeline.make_masks import MaskSources, make_masks
     from structgs.scene.dataset import load_dataset
     from structgs.scene.images import save_id_mask
@@ -77,20 +75,18 @@ def main() -> None:
             bound = f" (jittered masks with true ids: {100 * agreement(ds, args.workdir / 'masks_jitter', truth, cams):.2f}%)"
         print(f"association, {label:28s}: {len(seq.objects)} objects (truth {len(truth_ids(ds, truth, cams))}), "
               f"pixel agreement {100 * agreement(ds, out, truth, cams):.2f}%{bound}, {dt:.1f} s")
-    print("one-click propagation over train+test views (click: centre of the object on the first view showing it)")
+    print("one-click propagation over train+test views (click: the deepest pixel of the object in the view where it is largest)")
     for target in sorted(truth_ids(ds, truth, cams)):
         if target == 1:
             continue  # the ground: not a click target
-        cam = next(c for c in cams if (ds.mask(c, truth) == target).sum() > 50)
-        ys, xs = torch.nonzero(ds.mask(cam, truth) == target, as_tuple=True)
-        k = int(torch.argmin((xs - xs.float().mean()) ** 2 + (ys - ys.float().mean()) ** 2))
+        view, pixel = pick_target_pixel(ds, truth, target)
         row = []
         for refine in (True, False):
             t0 = time.perf_counter()
             make_masks(scene, args.workdir / "masks_prompt", MaskSources(oracle_masks=shuffled, ply=scene / "gaussians.ply"),
-                       split="all", view=cam.name, pixels=[(int(xs[k]), int(ys[k]))], refine=refine, progress=False)
-            ious = [float(mask_iou_matrix((ds.mask(c, args.workdir / "masks_prompt") == 1)[None],
-                                          (ds.mask(c, truth) == target)[None])[0, 0]) for c in ds.split("test")]
+                       split="all", view=view, pixels=[pixel], refine=refine, progress=False)
+            ious = [iou(ds.mask(c, args.workdir / "masks_prompt") == 1, ds.mask(c, truth) == target)
+                    for c in ds.split("test")]
             row.append(f"{'refined' if refine else 'tracker only'} mIoU {100 * sum(ious) / len(ious):5.1f} "
                        f"({time.perf_counter() - t0:.1f} s)")
         print(f"  object {target}: " + ", ".join(row))

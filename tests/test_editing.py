@@ -135,5 +135,4 @@ def test_pinning_groups_of_the_rest_reduces_move_leakage(shaped):
                 off = model.decode().offsets
             leak[groups, k] = float(off[~obj].norm(dim=1).mean())
             ed.reset()
-    print(leak)
     assert sum(leak[4, k] for k in (2, 3, 4)) < sum(leak[1, k] for k in (2, 3, 4))

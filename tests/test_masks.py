@@ -11,23 +11,17 @@ import torch
 
 from structgs.data.synthetic import shuffle_mask_ids
 from structgs.masks import (AutoMaskConfig, GaussianTracker, OracleSegmenter, associate, interior_points,
-                            mask_iou_matrix, mask_nms, order_views, point_grid, stability_score)
+                            mask_nms, order_views, point_grid, stability_score)
+from structgs.eval.metrics import iou, matched_agreement
+from structgs.pipeline.edit_ops import pick_target_pixel
 from structgs.pipeline.make_masks import MaskSources, make_masks
 from structgs.scene.dataset import load_dataset
 from structgs.scene.ply import read_ply
 
 
 def _agreement(ds, pred_dir: Path, truth_dir: Path, cams) -> float:
-    """Fraction of pixels whose id agrees with the truth after an optimal one-to-one id matching."""
-    from scipy.optimize import linear_sum_assignment
-
-    p = torch.cat([ds.mask(c, pred_dir).flatten() for c in cams])
-    g = torch.cat([ds.mask(c, truth_dir).flatten() for c in cams])
-    up, ip = p.unique(return_inverse=True)
-    ug, ig = g.unique(return_inverse=True)
-    joint = torch.bincount(ip * len(ug) + ig, minlength=len(up) * len(ug)).reshape(len(up), len(ug))
-    r, c = linear_sum_assignment(-joint.numpy())
-    return float(joint[r, c].sum()) / p.numel()
+    return matched_agreement(torch.cat([ds.mask(c, pred_dir).flatten() for c in cams]),
+                             torch.cat([ds.mask(c, truth_dir).flatten() for c in cams]))
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +64,7 @@ def test_views_are_ordered_as_a_walk_around_the_ring(small_scene_dir):
     assert int((steps > 1.5 * neighbour).sum()) <= 1  # one jump back at most, when the walk turns round
 
 
-def test_association_recovers_shuffled_ids_with_missed_objects(small_scene_dir, shuffled):
+def test_association_recovers_shuffled_ids_with_missed_objects(small_scene_dir, shuffled, tmp_path):
     ds = load_dataset(small_scene_dir)
     cams = ds.all_cameras
     seg = OracleSegmenter.from_dataset(ds, shuffled, drop_probability=0.25, seed=5)
@@ -78,7 +72,7 @@ def test_association_recovers_shuffled_ids_with_missed_objects(small_scene_dir, 
     order = [cams[i] for i in order_views(cams)]
     seq = associate(seg, tracker, [c.name for c in order], [ds.image(c) for c in order], progress=False)
     assert len(seq.objects) == 4  # ground + 3 objects, no duplicates despite a quarter of the masks missing
-    out = small_scene_dir.parent / "assoc_out"
+    out = tmp_path / "assoc_out"
     from structgs.scene.images import save_id_mask
 
     for name, id_map in seq.id_maps.items():
@@ -89,20 +83,14 @@ def test_association_recovers_shuffled_ids_with_missed_objects(small_scene_dir, 
 @pytest.mark.parametrize("target", [2, 3, 4])
 def test_one_click_propagates_to_test_views(small_scene_dir, shuffled, tmp_path, target):
     ds = load_dataset(small_scene_dir)
-    cam = ds.split("train")[0]
-    ys, xs = torch.nonzero(ds.mask(cam, small_scene_dir / "masks") == target, as_tuple=True)
-    if len(ys) == 0:
-        cam = ds.split("train")[3]
-        ys, xs = torch.nonzero(ds.mask(cam, small_scene_dir / "masks") == target, as_tuple=True)
-    pick = int(torch.argmin((xs - xs.float().mean()) ** 2 + (ys - ys.float().mean()) ** 2))
+    view, pixel = pick_target_pixel(ds, small_scene_dir / "masks", target)
     summary = make_masks(small_scene_dir, tmp_path / "m", MaskSources(oracle_masks=shuffled,
-                         ply=small_scene_dir / "gaussians.ply"), split="all", view=cam.name,
-                         pixels=[(int(xs[pick]), int(ys[pick]))], progress=False)
+                         ply=small_scene_dir / "gaussians.ply"), split="all", view=view, pixels=[pixel],
+                         progress=False)
     assert summary["mode"] == "prompt" and list(summary["objects"]) == ["1"]
     ious = []
     for c in ds.split("test"):
-        pred, gt = ds.mask(c, tmp_path / "m") == 1, ds.mask(c, small_scene_dir / "masks") == target
-        ious.append(float(mask_iou_matrix(pred[None], gt[None])[0, 0]))
+        ious.append(iou(ds.mask(c, tmp_path / "m") == 1, ds.mask(c, small_scene_dir / "masks") == target))
     assert sum(ious) / len(ious) >= 0.9, ious
 
 
@@ -126,6 +114,17 @@ def test_masks_cli_text_prompt_and_inputs_untouched(small_scene_dir, shuffled, t
     r = subprocess.run([sys.executable, "-m", "structgs.cli", "masks", str(small_scene_dir), "--out",
                         str(small_scene_dir / "masks"), "--oracle-masks", str(shuffled)], capture_output=True, text=True)
     assert r.returncode == 2 and "also an input" in r.stderr
+    keep = tmp_path / "photos"  # an unrelated directory is never replaced by the masks output
+    keep.mkdir()
+    (keep / "a.jpg").write_bytes(b"x")
+    r = subprocess.run([sys.executable, "-m", "structgs.cli", "masks", str(small_scene_dir), "--out", str(keep),
+                        "--oracle-masks", str(shuffled), "--ply", str(small_scene_dir / "gaussians.ply")],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "not a structgs masks directory" in r.stderr and (keep / "a.jpg").read_bytes() == b"x"
+    r = subprocess.run([sys.executable, "-m", "structgs.cli", "masks", str(small_scene_dir), "--out",
+                        str(tmp_path / "cone"), "--oracle-masks", str(tmp_path / "nowhere"), "--ply",
+                        str(small_scene_dir / "gaussians.ply")], capture_output=True, text=True)
+    assert r.returncode == 2 and "nowhere" in r.stderr and "Traceback" not in r.stderr
 
 
 # ---- the real transformers classes, tiny random weights -------------------------------------

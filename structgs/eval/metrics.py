@@ -43,6 +43,21 @@ def iou(pred: torch.Tensor, target: torch.Tensor) -> float:
     return 1.0 if union == 0 else (pred & target).sum().item() / union
 
 
+def matched_agreement(pred: torch.Tensor, truth: torch.Tensor) -> float:
+    """Fraction of positions whose id equals the truth after an optimal one-to-one id matching
+    (Hungarian on the id co-occurrence counts): how well arbitrary ids recover true ones."""
+    from scipy.optimize import linear_sum_assignment
+
+    pred, truth = pred.reshape(-1), truth.reshape(-1)
+    if pred.numel() == 0:
+        return 0.0
+    up, ip = pred.unique(return_inverse=True)
+    ut, it = truth.unique(return_inverse=True)
+    joint = torch.bincount(ip * len(ut) + it, minlength=len(up) * len(ut)).reshape(len(up), len(ut))
+    r, c = linear_sum_assignment(-joint.numpy())
+    return float(joint[r, c].sum()) / pred.numel()
+
+
 def boundary_band(mask: torch.Tensor, steps: int) -> torch.Tensor:
     """Mask minus its erosion by ``steps`` 3x3 steps (the LERF-Mask boundary protocol)."""
     m = mask.float()[None, None]

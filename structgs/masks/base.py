@@ -79,22 +79,26 @@ def mask_box(mask: torch.Tensor) -> torch.Tensor | None:
     return torch.tensor([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], dtype=torch.float32)
 
 
+def boundary_depth(mask: torch.Tensor) -> torch.Tensor:
+    """(H, W) float: how many 3x3 erosions each pixel of ``mask`` survives (0 outside)."""
+    depth = torch.zeros(mask.shape)
+    cur = mask.float()[None, None]
+    while cur.sum() > 0:
+        depth += cur[0, 0]
+        cur = -torch.nn.functional.max_pool2d(-cur, 3, 1, 1)  # erosion
+    return depth
+
+
 def interior_points(mask: torch.Tensor, count: int = 3) -> torch.Tensor:
     """Up to ``count`` (x, y) points deep inside a mask, spread apart (SA3D-style prompts).
 
-    Depth is the distance to the mask boundary (iterated 3x3 erosion); the first point is the
+    Depth is the distance to the mask boundary (:func:`boundary_depth`); the first point is the
     deepest pixel, each next one the deepest pixel far from those already chosen.
     """
     m = mask.bool()
     if not m.any():
         return torch.zeros(0, 2)
-    depth = torch.zeros(m.shape)
-    cur = m.float()[None, None]
-    while cur.sum() > 0:
-        depth += cur[0, 0]
-        cur = -torch.nn.functional.max_pool2d(-cur, 3, 1, 1)  # erosion
-        if depth.max() > 64:
-            break
+    depth = boundary_depth(m)
     ys, xs = torch.meshgrid(torch.arange(m.shape[0]), torch.arange(m.shape[1]), indexing="ij")
     chosen: list[tuple[int, int]] = []
     score = depth.clone()

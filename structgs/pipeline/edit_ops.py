@@ -163,18 +163,14 @@ def prune_command(run: Path, out: Path, data: Path | None, device: str) -> dict:
 
 def pick_target_pixel(ds, masks_dir: Path, target: int) -> tuple[str, tuple[int, int]]:
     """A pixel well inside the target in the training view where it is largest (a user's click)."""
-    import torch.nn.functional as F
+    from structgs.masks.base import boundary_depth
 
     best = None
     for cam in ds.split("train"):
-        m = (ds.mask(cam, masks_dir) == target).float()
-        if m.sum() == 0:
+        m = ds.mask(cam, masks_dir) == target
+        if not m.any():
             continue
-        eroded = m
-        depth = torch.zeros_like(m)
-        while eroded.sum() > 0:  # distance to the boundary by repeated erosion
-            depth += eroded
-            eroded = -F.max_pool2d(-eroded[None, None], 3, 1, 1)[0, 0]
+        depth = boundary_depth(m)
         y, x = divmod(int(depth.argmax()), m.shape[1])
         if best is None or depth.max() > best[0]:
             best = (float(depth.max()), cam.name, (x, y))

@@ -109,27 +109,34 @@ def prompt_mask(segmenter, detector, ds: SceneDataset, view: str, image: torch.T
                        "score": prop.score}
 
 
+def find_prompt_mask(segmenter, detector, ds: SceneDataset, views: list[str], pixels: list[tuple[int, int]] | None,
+                     text: str | None) -> tuple[str, torch.Tensor, dict]:
+    """The first of ``views`` where the prompt gives a mask: (view, mask, prompt record)."""
+    for name in views:
+        try:
+            mask, prompt = prompt_mask(segmenter, detector, ds, name, ds.image(ds.camera(name)), pixels, text)
+        except LookupError:  # no box for the text on this view
+            continue
+        if not mask.any():
+            raise ValueError(f"the prompt gave an empty mask on view {name}")
+        return name, mask, prompt
+    raise LookupError(f"the detector found no {text!r} in " + (f"view {views[0]}" if len(views) == 1 else
+                                                                 f"any of {len(views)} views"))
+
+
 def prompt_on_dataset(sources: MaskSources, ds: SceneDataset, view: str | None,
                       pixels: list[tuple[int, int]] | None, text: str | None) -> tuple[str, torch.Tensor, dict]:
     """One 2D mask from a click or a text prompt (the view, the mask, the prompt record).
 
     ``text`` without ``view`` searches the training views in order for the first detection.
     """
+    if pixels and view is None:
+        raise ValueError("--pixel needs --view NAME")
     device = resolve_device(sources.device)
     segmenter = build_segmenter(sources, ds, device, None)
     detector = build_detector(sources, ds, device) if text else None
-    if pixels and view is None:
-        raise ValueError("--pixel needs --view NAME")
     views = [view] if view is not None else [c.name for c in ds.split("train")]
-    for name in views:
-        try:
-            mask, prompt = prompt_mask(segmenter, detector, ds, name, ds.image(ds.camera(name)), pixels, text)
-        except LookupError:
-            continue
-        if not mask.any():
-            raise ValueError(f"the prompt gave an empty mask on view {name}")
-        return name, mask, prompt
-    raise LookupError(f"the detector found no {text!r} in " + (f"view {view}" if view else "any training view"))
+    return find_prompt_mask(segmenter, detector, ds, views, pixels, text)
 
 
 def make_masks(data: Path, out: Path, sources: MaskSources, *, split: str = "train", view: str | None = None,
@@ -139,6 +146,10 @@ def make_masks(data: Path, out: Path, sources: MaskSources, *, split: str = "tra
     """Write ``out/<view name>.png`` id masks and ``out/masks.json``; returns the JSON summary."""
     data, out = Path(data), Path(out)
     refuse_overwrite(out, [data, data / "masks", sources.oracle_masks], "masks --out")
+    if out.is_dir() and any(out.iterdir()) and not (out / "masks.json").is_file():
+        # the output replaces the directory whole: only ever replace an earlier `structgs masks` output
+        raise ValueError(f"masks --out {out} exists and is not a structgs masks directory (no masks.json); "
+                         "choose a new or empty directory")
     if pixels and text:
         raise ValueError("give --pixel or --text, not both")
     if pixels and view is None:
@@ -166,19 +177,11 @@ def make_masks(data: Path, out: Path, sources: MaskSources, *, split: str = "tra
                     "tracker": type(tracker).__name__}
     if prompted:
         detector = build_detector(sources, ds, device) if text else None
-        first = None
-        for k in range(len(order) if (text and view is None) else 1):  # text without --view: first view with a box
-            try:
-                first, prompt = prompt_mask(segmenter, detector, ds, ordered_names[k], images[k], pixels, text)
-                break
-            except LookupError:
-                continue
-        if first is None:
-            raise LookupError(f"the detector found no {text!r} in any {split} view")
-        if k:
-            rot = list(range(k, len(order))) + list(range(k))
-            idx = order_views([order[i] for i in rot], 0)
-            order = [order[rot[i]] for i in idx]
+        # text without --view: the first view (in proximity order) where the detector finds it
+        candidates = ordered_names if (text and view is None) else ordered_names[:1]
+        first_view, first, prompt = find_prompt_mask(segmenter, detector, ds, candidates, pixels, text)
+        if first_view != ordered_names[0]:  # the chain starts at the prompted view
+            order = [cams[i] for i in order_views(cams, names.index(first_view))]
             ordered_names, images = [c.name for c in order], [ds.image(c) for c in order]
         seq = propagate_prompt(segmenter, tracker, ordered_names, images, first, refine=refine, config=association,
                                progress=progress)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import torch
 from tqdm import tqdm
 
+from structgs.eval.metrics import matched_agreement
 from structgs.render.api import contributions
 from structgs.scene.cameras import Camera
 from structgs.scene.dataset import SceneDataset
@@ -127,14 +128,5 @@ def associate_by_overlap(per_view: torch.Tensor, min_iou: float = 0.3) -> tuple[
 
 def matched_accuracy(labels: torch.Tensor, truth: torch.Tensor) -> float:
     """Fraction of labelled Gaussians whose id matches the truth after an optimal one-to-one id matching."""
-    from scipy.optimize import linear_sum_assignment
-
     ok = labels >= 0
-    if not ok.any():
-        return 0.0
-    la, lt = labels[ok], truth[ok]
-    ua, ia = la.unique(return_inverse=True)
-    ut, it = lt.unique(return_inverse=True)
-    joint = torch.bincount(ia * len(ut) + it, minlength=len(ua) * len(ut)).reshape(len(ua), len(ut))
-    r, c = linear_sum_assignment(-joint.numpy())
-    return float(joint[r, c].sum()) / float(ok.sum())
+    return matched_agreement(labels[ok], truth[ok]) if ok.any() else 0.0
