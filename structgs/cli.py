@@ -175,6 +175,10 @@ def shape(
     branches: Annotated[Optional[list[str]], typer.Option(help="Branches to shape (repeat; default all).")] = None,
     touch_fraction: Annotated[float, typer.Option(help="Fraction of Gaussians the fine-tune may touch.")] = 0.15,
     sampling: Annotated[str, typer.Option(help="Pool sampling: uniform or fps.")] = "uniform",
+    side_width: Annotated[int, typer.Option(help="Width of the object side channel that is shaped (the scene cannot "
+                                                  "change); 0 fine-tunes the decoder itself (costs PSNR).")] = 64,
+    fill_knn: Annotated[int, typer.Option(help="Unseen Gaussians take the majority label of this many nearest seen "
+                                                "ones (0: leave them unlabelled).")] = 8,
     data: Annotated[Optional[Path], typer.Option(help="Dataset (default: the run's).")] = None,
     gt_labels: Annotated[Optional[Path], typer.Option(help="Ground-truth labels .npy for the report.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue a killed shaping run.")] = False,
@@ -187,7 +191,8 @@ def shape(
 
     cfg = ShapeConfig(association=association.value, objective=objective.value, iters=iters, lambda_mi=lambda_mi,
                       lambda_reg=lambda_reg, tau=tau, knn=knn, branches=tuple(branches or ()),
-                      touch_fraction=touch_fraction, sampling=sampling, seed=seed)
+                      touch_fraction=touch_fraction, sampling=sampling, side_width=side_width, fill_knn=fill_knn,
+                      seed=seed)
     report = shape_run(run, masks, out, cfg, data=data, gt_labels=gt_labels, resume=resume, device=device.value)
     typer.echo(f"shaped {out}: touched {report['fraction_touched']:.1%} of Gaussians, test PSNR "
                f"{report['psnr_before']:.2f} -> {report['psnr_after']:.2f} dB, {report['seconds']:.0f} s")

@@ -102,6 +102,40 @@ def test_save_load_identical(tmp_path):
         assert torch.equal(m.render(cam, backend="torch").image, m2.render(cam, backend="torch").image)
 
 
+def test_side_channel_keeps_outputs_and_extends_the_jacobian(tmp_path):
+    from helpers import make_camera
+
+    m = _model(n=300, position_frequencies=2)
+    cam = make_camera()
+    with torch.no_grad():
+        before = m.decode(cam)
+    added = m.decoder.add_side_channels(["opacity", "motion"], 8)
+    assert added == ["opacity", "motion"] and m.config.side_branches == ("opacity", "motion")
+    with torch.no_grad():
+        after = m.decode(cam)
+    for f in ("colors", "opacities", "scales", "quats", "means"):
+        assert (getattr(before, f) - getattr(after, f)).abs().max() <= 1e-6, f
+    a = m.activations("opacity", camera=cam)
+    assert a.shape == (300, 128 + 8) and m.decoder.perturbable_weight("opacity").shape == (128, 136)
+    assert (a[:, 128:] >= 0).all() and a[:, 128:].abs().sum() > 0  # ReLU units, not all dead
+    # the side channel is part of the perturbable layer's input: J = delta a^T still holds
+    W = m.decoder.perturbable_weight("opacity")
+    y = m.decode(cam).opacities[:3].sum()
+    (g,) = torch.autograd.grad(y, W)
+    delta, act = m.output_deltas("opacity", 0, index=torch.arange(3), camera=cam)
+    assert torch.allclose(g, delta.T @ act, atol=1e-6)
+    # persisted in the config, reloaded with the same shapes and outputs
+    m.save_pretrained(tmp_path / "run")
+    m2 = SceneModel.from_pretrained(tmp_path / "run")
+    assert m2.config.side_width == 8 and m2.config.side_branches == ("opacity", "motion")
+    assert torch.equal(m2.activations("opacity", camera=cam), m.activations("opacity", camera=cam))
+    assert m.decoder.add_side_channels(["opacity"], 8) == []  # already there: kept
+    with pytest.raises(ValueError, match="already has side channels of width 8"):
+        m.decoder.add_side_channels(["color"], 16)
+    with pytest.raises(ValueError, match="side_branches"):
+        DecoderConfig(side_width=4, side_branches=("colour",))
+
+
 def test_load_reports_mismatches(tmp_path):
     m = _model(n=20)
     m.save_pretrained(tmp_path / "run")

@@ -35,11 +35,17 @@ def _summary(report, branch="motion"):
 
 def test_tracked_shaping_separates_objects(tracked, fitted_small_run):
     out, report = tracked
-    assert report["lifting"]["coverage"] > 0.6 and report["lifting"]["accuracy"] > 0.95
+    lift = report["lifting"]
+    assert lift["coverage"] > 0.6 and lift["accuracy"] > 0.95
+    # unseen Gaussians (object undersides) filled by colour-aware kNN: nearly all labelled, still right
+    assert lift["coverage_filled"] > 0.99 and lift["accuracy_filled"] > 0.98, lift
     assert report["fraction_touched"] <= 0.15 + 1e-6
-    for branch in ("motion", "opacity", "color"):
-        within, between_max, between_mean = _summary(report, branch)
-        assert within > 0.78 and between_max < 0.35 and between_mean < 0.2, (branch, within, between_max)
+    # side channel: the decoded scene is unchanged, so no PSNR is lost
+    assert abs(report["psnr_drop"]) < 1e-3
+    for branch in ("color", "opacity", "scale", "rotation", "motion"):
+        e = report["activation_cosine"][branch]
+        # the issue's targets, on every object / pair (measured 0.95-0.97 and 0.05-0.07 at 300 steps)
+        assert e["within_min"] >= 0.9 and e["between_max"] <= 0.1, (branch, e["within_min"], e["between_max"])
     # before shaping the same matrix shows no object structure
     from structgs.shaping.shaper import activation_report
     from structgs.pipeline.render_views import run_dataset
@@ -49,6 +55,44 @@ def test_tracked_shaping_separates_objects(tracked, fitted_small_run):
     before = activation_report(base, labels, run_dataset(base, None).split("train")[:2], ["motion"])["motion"]
     assert before["between_mean"] > 0.5
     assert (out / "lifted_labels.npy").is_file() and not (fitted_small_run / "lifted_labels.npy").exists()
+
+
+def test_finetune_mode_separates_objects_at_a_psnr_cost(fitted_small_run, small_scene_dir, tmp_path):
+    """side_width 0: the paper's way, the decoder itself is fine-tuned (then repaired)."""
+    cfg = ShapeConfig(side_width=0, branches=("opacity",), **FAST)
+    report = shape_run(fitted_small_run, small_scene_dir / "masks", tmp_path / "ft", cfg, device="cpu", progress=False)
+    model = SceneModel.from_pretrained(tmp_path / "ft")
+    assert model.config.side_branches == ()
+    e = report["activation_cosine"]["opacity"]
+    assert e["within_mean"] > 0.85 and e["between_mean"] < 0.15, e
+    base = SceneModel.from_pretrained(fitted_small_run)
+    first = "decoder.branches.opacity.layers.0.weight"
+    assert not torch.equal(model.state_dict()[first], base.state_dict()[first])  # the decoder itself was trained
+    assert model.decoder.perturbable_weight("opacity").shape == base.decoder.perturbable_weight("opacity").shape
+
+
+def test_fill_unseen_by_position_and_colour():
+    from structgs.shaping.lifting import fill_features, fill_unseen
+
+    g = torch.Generator().manual_seed(0)
+    # ground (label 1, grey) at z = 0, an object (label 2, red) above it, background (seen, no id) far away
+    ground = torch.rand(200, 3, generator=g) * torch.tensor([2.0, 2.0, 0.0])
+    obj = torch.rand(100, 3, generator=g) * 0.5 + torch.tensor([0.75, 0.75, 0.05])
+    far = torch.rand(50, 3, generator=g) + torch.tensor([10.0, 0, 0])
+    # unseen: the object's underside (at z = 0.01, red) and points of the far background
+    under = torch.rand(30, 3, generator=g) * torch.tensor([0.5, 0.5, 0.0]) + torch.tensor([0.75, 0.75, 0.01])
+    far_unseen = torch.rand(10, 3, generator=g) + torch.tensor([10.0, 0, 0])
+    pts = torch.cat([ground, obj, far, under, far_unseen])
+    grey, red = torch.tensor([0.5, 0.5, 0.5]), torch.tensor([0.9, 0.1, 0.1])
+    cols = torch.cat([grey.expand(200, 3), red.expand(100, 3), grey.expand(50, 3), red.expand(30, 3), grey.expand(10, 3)])
+    labels = torch.cat([torch.ones(200), 2 * torch.ones(100), -torch.ones(50), -torch.ones(40)]).long()
+    seen = torch.cat([torch.ones(350), torch.zeros(40)]).bool()
+    filled = fill_unseen(labels, seen, fill_features(pts, cols, 0.3), k=8)
+    assert torch.equal(filled[:350], labels[:350])  # seen Gaussians keep their labels
+    assert (filled[350:380] == 2).all()  # the underside goes with the object, by colour
+    assert (filled[380:] == -1).all()  # background majority: stays unlabelled
+    by_position = fill_unseen(labels, seen, fill_features(pts, cols, 0.0), k=8)
+    assert (by_position[350:380] == 1).float().mean() > 0.5  # position alone hands most of it to the ground
 
 
 def test_overlap_association_recovers_shuffled_ids(tracked, fitted_small_run, small_scene_dir, shuffled_masks, tmp_path):

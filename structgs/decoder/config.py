@@ -51,6 +51,11 @@ class DecoderConfig:
     scale_log_range: tuple[float, float] = (-7.0, 0.0)
     """Bounds of log(scale): scale = exp(lo + (hi - lo) * sigmoid(out)). Set per scene from
     the input PLY when fitting."""
+    side_width: int = 0
+    """Width of the object side channel appended to the shaped activation of each branch in
+    ``side_branches`` (see BranchMLP.add_side_channel); shaping adds it (ShapeConfig.side_width)."""
+    side_branches: tuple[str, ...] = ()
+    """Branches that carry a side channel."""
     backend: str = "torch"
     """MLP implementation: ``torch`` (reference) or ``tcnn`` (tinycudann, CUDA only)."""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -59,6 +64,7 @@ class DecoderConfig:
     def __post_init__(self) -> None:
         self.branches = tuple(self.branches)
         self.view_dependent_branches = tuple(self.view_dependent_branches)
+        self.side_branches = tuple(self.side_branches)
         self.scale_log_range = tuple(float(x) for x in self.scale_log_range)  # type: ignore[assignment]
         self.position_center = tuple(float(x) for x in self.position_center)  # type: ignore[assignment]
         if self.position_frequencies < 0 or self.position_scale <= 0:
@@ -75,6 +81,11 @@ class DecoderConfig:
             k = getattr(self, name)
             if not -n <= k < n or k % n == 0:
                 raise ValueError(f"{name} must index a linear layer after the first (1..{n - 1} or -1..-{n - 1}), got {k}")
+        if self.side_width < 0 or (self.side_branches and self.side_width == 0):
+            raise ValueError(f"side_width must be > 0 when side_branches are given, got {self.side_width}")
+        stray = [b for b in self.side_branches if b not in self.branches]
+        if stray:
+            raise ValueError(f"side_branches {stray} are not decoder branches {list(self.branches)}")
         if self.backend not in ("torch", "tcnn"):
             raise ValueError(f"decoder backend must be torch or tcnn, got {self.backend!r}")
 
@@ -95,7 +106,7 @@ class DecoderConfig:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        for k in ("branches", "view_dependent_branches", "scale_log_range", "position_center"):
+        for k in ("branches", "view_dependent_branches", "side_branches", "scale_log_range", "position_center"):
             d[k] = list(d[k])
         return d
 

@@ -57,9 +57,23 @@ class AttributeDecoder(nn.Module):
         self.config = config
         self.branches = nn.ModuleDict({
             b: BranchMLP(config.input_dim(b), config.hidden_width, config.hidden_layers, OUTPUT_DIMS[b],
-                         config.perturb_index(b), zero_init_output=(b == "motion"), backend=config.backend)
+                         config.perturb_index(b), zero_init_output=(b == "motion"), backend=config.backend,
+                         side_width=config.side_width if b in config.side_branches else 0)
             for b in config.branches
         })
+
+    def add_side_channels(self, branches, width: int) -> list[str]:
+        """Give each of ``branches`` an object side channel of ``width`` (outputs unchanged);
+        branches that already have one of that width keep it. Returns the branches changed."""
+        cfg = self.config
+        if cfg.side_branches and width != cfg.side_width:
+            raise ValueError(f"this decoder already has side channels of width {cfg.side_width} on "
+                             f"{list(cfg.side_branches)}; cannot add width {width}")
+        added = [b for b in branches if b not in cfg.side_branches]
+        for b in added:
+            self._branch(b).add_side_channel(width)
+        cfg.side_width, cfg.side_branches = width, tuple(cfg.side_branches) + tuple(added)
+        return added
 
     def position_encoding(self, centroids: torch.Tensor) -> torch.Tensor:
         """(B, 3 + 6L) [x, sin(2^k pi x), cos(2^k pi x)] of normalised centroids."""

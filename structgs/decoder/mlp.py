@@ -4,6 +4,11 @@ Linear layers L_0..L_H (L_H is the output layer; ReLU after all but L_H). The pe
 layer is L_k (1 <= k <= H); its input a_i is the activation that shaping aligns, and an edit
 adds dW to L_k's weight. For a scalar output y of Gaussian i, dy/dW_k = delta_i a_i^T with
 delta_i = dy/dz_k (z_k = W_k a_i + b_k).
+
+An optional *side channel* g(x) (a small ReLU MLP on the branch input) is appended to that
+activation, a_i = [h_i, g_i], with zero weight columns in L_k: the branch computes exactly
+what it computed before, but shaping can make g carry object identity without disturbing the
+fitted attributes, and edits (which perturb all of W_k) reach the objects through g.
 """
 
 from __future__ import annotations
@@ -25,8 +30,9 @@ class BranchActivations:
 
 class BranchMLP(nn.Module):
     def __init__(self, in_dim: int, width: int, hidden_layers: int, out_dim: int, perturb_layer: int,
-                 zero_init_output: bool = False, backend: str = "torch"):
+                 zero_init_output: bool = False, backend: str = "torch", side_width: int = 0):
         super().__init__()
+        self.in_dim, self.width = in_dim, width
         dims = [in_dim] + [width] * hidden_layers + [out_dim]
         n = len(dims) - 1
         k = perturb_layer % n
@@ -47,6 +53,34 @@ class BranchMLP(nn.Module):
         if zero_init_output:
             nn.init.zeros_(self.layers[-1].weight)
             nn.init.zeros_(self.layers[-1].bias)
+        self.side: nn.Sequential | None = None
+        if side_width > 0:
+            self.add_side_channel(side_width)
+
+    @property
+    def side_width(self) -> int:
+        return 0 if self.side is None else self.side[-2].out_features
+
+    def add_side_channel(self, width: int) -> None:
+        """Append a side channel of ``width`` ReLU units to the perturbable layer's input.
+
+        The perturbable layer gains ``width`` zero weight columns, so every output is unchanged
+        (the extra products are exact zeros; only the matmul's summation order may differ).
+        """
+        if self.side is not None:
+            raise ValueError(f"this branch already has a side channel (width {self.side_width})")
+        if width <= 0:
+            raise ValueError(f"side channel width must be > 0, got {width}")
+        old = self.perturbable
+        ref = old.weight
+        self.side = nn.Sequential(nn.Linear(self.in_dim, self.width), nn.ReLU(), nn.Linear(self.width, width),
+                                  nn.ReLU()).to(device=ref.device, dtype=ref.dtype)
+        new = nn.Linear(old.in_features + width, old.out_features).to(device=ref.device, dtype=ref.dtype)
+        with torch.no_grad():
+            new.weight.zero_()
+            new.weight[:, : old.in_features] = old.weight
+            new.bias.copy_(old.bias)
+        self.layers[self.perturb_index] = new
 
     @property
     def perturbable(self) -> nn.Linear:
@@ -62,17 +96,19 @@ class BranchMLP(nn.Module):
         return x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.trunk is not None:
-            return self._run(self.trunk(x), self.perturb_index)
+        if self.trunk is not None or self.side is not None:
+            return self._run(self.activation(x), self.perturb_index)
         return self._run(x, 0)
 
     def activation(self, x: torch.Tensor) -> torch.Tensor:
         """Only the input of the perturbable layer (stops there)."""
         if self.trunk is not None:
-            return self.trunk(x)
-        for layer in self.layers[: self.perturb_index]:
-            x = torch.relu(layer(x))
-        return x
+            h = self.trunk(x)
+        else:
+            h = x
+            for layer in self.layers[: self.perturb_index]:
+                h = torch.relu(layer(h))
+        return h if self.side is None else torch.cat([h, self.side(x)], dim=-1)
 
     def after_preact(self, z: torch.Tensor) -> torch.Tensor:
         """Raw output from the perturbable layer's output z."""

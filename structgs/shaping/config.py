@@ -17,6 +17,12 @@ class ShapeConfig:
     baseline: InfoNCE on cos(J_i, J_j) of explicit Jacobians)."""
     branches: tuple[str, ...] = ()
     """Branches to shape (empty: every branch of the decoder)."""
+    side_width: int = 64
+    """Shape through an object side channel of this many ReLU units appended to each shaped
+    branch's perturbable-layer input, with zero weights there (BranchMLP.add_side_channel);
+    only the channel is trained, so the decoded scene and its PSNR are unchanged by
+    construction. 0: fine-tune the decoder itself with L_recon (the paper's way), which costs
+    PSNR (README, "Shaping")."""
     iters: int = 800
     """Fine-tuning steps."""
     repair_iters: int = 200
@@ -51,8 +57,9 @@ class ShapeConfig:
     """L_recon: ``attributes`` (keep the fitted decoder's attributes on the batch: touches
     only the batch) or ``photometric`` (L1 + D-SSIM on a rendered view: touches every visible
     Gaussian, so the fraction touched is no longer bounded)."""
-    lr: float = 2e-3
-    """Adam learning rate of the decoder."""
+    lr: float | None = None
+    """Adam learning rate (decayed 10x over the run); None: 1e-2 for the freshly initialised
+    side channel, 2e-3 when fine-tuning the fitted decoder (side_width 0)."""
     pixels: int = 1024
     """Tracker-free mode: pixels sampled per step."""
     feature_downscale: float = 2.0
@@ -61,6 +68,13 @@ class ShapeConfig:
     """Mask id that means "no object" (never a label)."""
     min_weight: float = 0.05
     """Lifting: a Gaussian whose best blending weight is below this stays unlabelled."""
+    fill_knn: int = 8
+    """Lifting: Gaussians never seen in a training view (occluded, inside objects) take the
+    majority label of their k nearest seen Gaussians, a background majority leaving them
+    unlabelled (lifting.fill_unseen); 0 leaves them unlabelled (the paper)."""
+    fill_color_weight: float = 0.3
+    """Weight of the decoded colour next to the centroid (normalised by the scene's extent)
+    in the neighbour search of ``fill_knn``; 0 = by position only."""
     overlap_iou: float = 0.3
     """Overlap association: minimum IoU of two per-view id sets to merge them."""
     checkpoint_every: int = 100
@@ -75,11 +89,19 @@ class ShapeConfig:
         for name, allowed in checks.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"shape: {name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if self.side_width < 0:
+            raise ValueError(f"shape: side_width must be >= 0, got {self.side_width}")
         if not 0 < self.touch_fraction <= 1:
             raise ValueError(f"shape: touch_fraction must be in (0, 1], got {self.touch_fraction}")
         if self.association == "none" and self.objective == "jacobian":
             raise ValueError("shape: the tracker-free mode (association none) shapes rendered activations; "
                              "use objective activation")
+
+    @property
+    def learning_rate(self) -> float:
+        if self.lr is not None:
+            return self.lr
+        return 1e-2 if self.side_width > 0 else 2e-3
 
     def to_dict(self) -> dict:
         d = asdict(self)

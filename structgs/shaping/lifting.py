@@ -3,6 +3,14 @@
 label_i = M_{v*}(p*) with (v*, p*) = argmax_{v,p} alpha_i(p) T_i(p) over the training views.
 Gaussians that never contribute (or whose best pixel has the ignore id) stay unlabelled (-1).
 
+Gaussians that never contribute (occluded, inside objects, too faint) can take the majority
+label of their nearest seen Gaussians (``fill_unseen``): otherwise nothing tells the shaping
+which object they belong to, and an edit of an object would leave its hidden part behind.
+Neighbours are found in position + colour (``fill_features``): the hidden underside of an
+object resting on the ground is as close to the ground as to the object, but it has the
+object's colour (on the built-in scene, 8 neighbours by position alone label 64 % of the
+unseen Gaussians right, by position + 0.3 * colour 99.7 %).
+
 ``overlap`` association: lift each view's masks separately (per-view best pixel), then merge
 ids of different views whose Gaussian sets overlap (IoU over Gaussians seen in both views),
 with a union-find; merged ids become consistent global ids.
@@ -32,6 +40,7 @@ class LiftResult:
     accuracy: float | None = None  # vs ground truth (after optimal id matching when ids are arbitrary)
     per_view_labels: torch.Tensor | None = None  # (V, N) per-view lifted ids (-1 if not seen)
     id_map: dict = field(default_factory=dict)  # (view index, raw id) -> global id, for `overlap`
+    seen: torch.Tensor | None = None  # (N,) bool: contributes >= min_weight to some training view
 
 
 @torch.no_grad()
@@ -80,7 +89,39 @@ def lift_masks(model, dataset: SceneDataset, masks_dir, association: str = "trac
     coverage = float((labels >= 0).float().mean())
     log.info("lifted %s masks: %.1f%% of %d Gaussians labelled, %d ids", association, 100 * coverage, labels.numel(),
              int(labels[labels >= 0].unique().numel()))
-    return LiftResult(labels, coverage, None, per_view, id_map)
+    seen = weights.max(dim=0).values >= min_weight
+    return LiftResult(labels, coverage, None, per_view, id_map, seen)
+
+
+IGNORED = -2  # seen, but on the ignore id: votes for "no object" when filling unseen Gaussians
+
+
+def fill_features(centroids: torch.Tensor, colors: torch.Tensor, color_weight: float) -> torch.Tensor:
+    """(N, 6) [centroid / extent, color_weight * rgb]; extent = diagonal of the 1-99 % centroid box."""
+    lo, hi = torch.quantile(centroids, 0.01, dim=0), torch.quantile(centroids, 0.99, dim=0)
+    extent = (hi - lo).norm().clamp_min(1e-8)
+    return torch.cat([centroids / extent, color_weight * colors], dim=1)
+
+
+def fill_unseen(labels: torch.Tensor, seen: torch.Tensor, features: torch.Tensor, k: int = 8) -> torch.Tensor:
+    """Labels where every Gaussian that was never seen takes the most common value among its
+    k nearest seen Gaussians in ``features`` (N, D) (see fill_features); a majority of
+    seen-but-unlabelled (background) neighbours leaves it unlabelled. Seen Gaussians keep
+    their labels."""
+    from structgs.shaping.knn import knn_query
+
+    unseen = torch.nonzero(~seen).flatten()
+    if unseen.numel() == 0 or not seen.any() or k <= 0:
+        return labels.clone()
+    seen_idx = torch.nonzero(seen).flatten()
+    votes = labels[seen_idx].clone()
+    votes[votes == UNLABELLED] = IGNORED
+    nbr = knn_query(features[unseen], features[seen_idx], k)
+    winner = torch.mode(votes[nbr.to(votes.device)], dim=1).values
+    winner[winner == IGNORED] = UNLABELLED
+    out = labels.clone()
+    out[unseen] = winner
+    return out
 
 
 def associate_by_overlap(per_view: torch.Tensor, min_iou: float = 0.3) -> tuple[torch.Tensor, dict]:

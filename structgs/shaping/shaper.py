@@ -3,6 +3,13 @@ activations (hence aligned Jacobians) and different objects orthogonal ones (MET
 
 Only the decoder is trained; centroids and latents stay as fitted. Each step touches a batch
 drawn from a fixed pool of ``touch_fraction * N`` Gaussians.
+
+Two ways to shape (ShapeConfig.side_width):
+* side channel (default): each shaped branch's perturbable layer gets an extra input g(x) with
+  zero weights (BranchMLP.add_side_channel), and only g is trained. The decoded scene cannot
+  change, so L_recon is identically satisfied and is not computed.
+* fine-tune (side_width 0, the paper's way): the whole decoder is trained on InfoNCE +
+  smoothness + L_recon, then the layers after the activation are repaired on L_recon alone.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ from structgs.render.api import rasterize
 from structgs.scene.dataset import SceneDataset
 from structgs.shaping.config import ShapeConfig
 from structgs.shaping.knn import knn_indices
-from structgs.shaping.lifting import UNLABELLED, lift_masks, matched_accuracy
+from structgs.shaping.lifting import UNLABELLED, fill_features, fill_unseen, lift_masks, matched_accuracy
 from structgs.shaping.losses import jacobian_features, knn_smoothness, object_cosine_matrix, supervised_infonce
 from structgs.shaping.sampling import sample_pool
 from structgs.training.losses import photometric_loss, quaternion_distance
@@ -72,7 +79,13 @@ class Shaper:
         self._masks: dict[str, torch.Tensor] = {}
         for p in (model.centroids, model.latents, *model.explicit.values()):
             p.requires_grad_(False)
-        self.opt = torch.optim.Adam(model.decoder.parameters(), lr=self.cfg.lr)
+        self.side = self.cfg.side_width > 0
+        if self.side:
+            model.decoder.add_side_channels(self.branches, self.cfg.side_width)
+            params = [p for b in self.branches for p in model.decoder.branches[b].side.parameters()]
+        else:
+            params = list(model.decoder.parameters())
+        self.opt = torch.optim.Adam(params, lr=self.cfg.learning_rate)
 
     # --- set-up -----------------------------------------------------------------------
     def prepare(self, gt_labels: torch.Tensor | None = None) -> None:
@@ -80,10 +93,19 @@ class Shaper:
         if cfg.association != "none":
             lift = lift_masks(self.model, self.ds, self.masks_dir, cfg.association, cfg.ignore_id, cfg.min_weight,
                               cfg.overlap_iou, self.progress)
-            self.labels = lift.labels.to(self.device)
-            self.lift_info = {"coverage": lift.coverage, "num_ids": int(self.labels[self.labels >= 0].unique().numel())}
+            labels = lift.labels
+            self.lift_info = {"coverage": lift.coverage, "num_ids": int(labels[labels >= 0].unique().numel())}
             if gt_labels is not None:
-                self.lift_info["accuracy"] = matched_accuracy(lift.labels.cpu(), gt_labels.cpu())
+                self.lift_info["accuracy"] = matched_accuracy(labels.cpu(), gt_labels.cpu())
+            if cfg.fill_knn > 0:
+                with torch.no_grad():
+                    feats = fill_features(self.model.centroids.detach(), self.model.view_independent_colors(),
+                                          cfg.fill_color_weight)
+                labels = fill_unseen(labels, lift.seen.to(labels.device), feats.to(labels.device), cfg.fill_knn)
+                self.lift_info["coverage_filled"] = float((labels >= 0).float().mean())
+                if gt_labels is not None:
+                    self.lift_info["accuracy_filled"] = matched_accuracy(labels.cpu(), gt_labels.cpu())
+            self.labels = labels.to(self.device)
         self.pool = sample_pool(self.model.centroids.detach(), cfg.touch_fraction, cfg.sampling, self.gen).to(self.device)
         k = min(cfg.knn + 1, self.pool.numel())
         self.pool_knn = knn_indices(self.model.centroids.detach()[self.pool], k)[:, 1:]  # positions within the pool
@@ -110,7 +132,9 @@ class Shaper:
                 with torch.no_grad():
                     na = m.activations(b, nbr.reshape(-1), nview)
                 reg = reg + knn_smoothness(a, na.reshape(nbr.shape[0], nbr.shape[1], -1))
-        if cfg.recon_batch > 0 and cfg.recon == "attributes":
+        if self.side:  # the decoded attributes cannot change: nothing to reconstruct
+            rec = torch.zeros((), device=self.device)
+        elif cfg.recon_batch > 0 and cfg.recon == "attributes":
             ridx = self.pool[torch.randperm(self.pool.numel(), generator=self.gen)[: cfg.recon_batch].to(self.device)]
             rec = self._recon(cam, ridx, m.view_inputs(cam, ridx))
         else:
@@ -152,9 +176,11 @@ class Shaper:
             width = feats.shape[1] // len(self.branches)
             for k in range(len(self.branches)):
                 mi = mi + supervised_infonce(A[:, k * width:(k + 1) * width], lab, cfg.tau)
-        idx = torch.randperm(m.num_gaussians, generator=self.gen)[: cfg.batch].to(self.device)
-        return {"mi": mi / len(self.branches), "reg": torch.zeros((), device=self.device),
-                "recon": self._recon(cam, idx, m.view_inputs(cam, idx))}
+        rec = torch.zeros((), device=self.device)
+        if not self.side:
+            idx = torch.randperm(m.num_gaussians, generator=self.gen)[: cfg.batch].to(self.device)
+            rec = self._recon(cam, idx, m.view_inputs(cam, idx))
+        return {"mi": mi / len(self.branches), "reg": torch.zeros((), device=self.device), "recon": rec}
 
     def _recon(self, cam, idx, view) -> torch.Tensor:
         if self.cfg.recon == "photometric":
@@ -172,7 +198,7 @@ class Shaper:
                    disable=not self.progress, initial=self.step, total=cfg.iters)
         for self.step in bar:
             for g in self.opt.param_groups:
-                g["lr"] = cfg.lr * 0.1 ** (self.step / max(cfg.iters, 1))
+                g["lr"] = cfg.learning_rate * 0.1 ** (self.step / max(cfg.iters, 1))
             cam = self.cams[int(torch.randint(len(self.cams), (1,), generator=self.gen))]
             parts = self._step_tracker_free(cam) if cfg.association == "none" else self._step_lifted(cam)
             loss = cfg.lambda_recon * parts["recon"] + cfg.lambda_mi * parts["mi"] + cfg.lambda_reg * parts["reg"]
@@ -203,17 +229,17 @@ class Shaper:
     def repair(self) -> None:
         """Restore attributes with the shaped activations frozen (see ShapeConfig.repair_iters)."""
         cfg = self.cfg
-        if cfg.repair_iters <= 0:
+        if cfg.repair_iters <= 0 or self.side:
             return
         params = self._post_activation_parameters()
-        opt = torch.optim.Adam(params, lr=cfg.lr)
+        opt = torch.optim.Adam(params, lr=cfg.learning_rate)
         frozen = [p for p in self.model.decoder.parameters() if all(p is not q for q in params)]
         for p in frozen:
             p.requires_grad_(False)
         bar = tqdm(range(cfg.repair_iters), desc="shaping (repair)", disable=not self.progress)
         for it in bar:
             for g in opt.param_groups:
-                g["lr"] = cfg.lr * 0.1 ** (it / cfg.repair_iters)
+                g["lr"] = cfg.learning_rate * 0.1 ** (it / cfg.repair_iters)
             cam = self.cams[int(torch.randint(len(self.cams), (1,), generator=self.gen))]
             pos = torch.randperm(self.pool.numel(), generator=self.gen)[: cfg.batch * 4].to(self.device)
             idx = self.pool[pos]
