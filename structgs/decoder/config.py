@@ -40,14 +40,18 @@ class DecoderConfig:
     """Centre used to normalise centroids for the encoding (set per scene when fitting)."""
     position_scale: float = 1.0
     """Half-size used to normalise centroids to about [-1, 1] (set per scene when fitting)."""
-    perturb_layer: int = -2
+    perturb_layer: int = -1
     """Index of each branch's perturbable layer in its list of linear layers (hidden layers,
-    then the output layer): -2 = the last hidden linear layer before the output layer
-    (METHOD.md's default), -1 = the output layer. Its input is the shaped activation."""
+    then the output layer): -1 = the output layer (structgs's default), -2 = the last hidden
+    linear layer (METHOD.md's default). Its input is the shaped activation. Behind a hidden
+    layer sits a ReLU, and an edit along delta_i a_i^T only moves the units that are active:
+    on the test scene no active unit of an object had a negative opacity weight, so removal
+    stalled at sigmoid(bias) = 0.49. Perturbing the output layer makes every edit linear in
+    the pre-activation output (any target is reachable) and cos(J_i, J_j) = cos(a_i, a_j)."""
     motion_perturb_layer: int = -1
     """The same for the motion branch. Its output layer is zero-initialised (a fresh decoder
     moves nothing), which makes the Jacobian of any earlier layer exactly zero, so the
-    motion branch perturbs its output layer by default."""
+    motion branch perturbs its output layer whatever ``perturb_layer`` says."""
     scale_log_range: tuple[float, float] = (-7.0, 0.0)
     """Bounds of log(scale): scale = exp(lo + (hi - lo) * sigmoid(out)). Set per scene from
     the input PLY when fitting."""

@@ -62,16 +62,17 @@ class AttributeDecoder(nn.Module):
             for b in config.branches
         })
 
-    def add_side_channels(self, branches, width: int) -> list[str]:
-        """Give each of ``branches`` an object side channel of ``width`` (outputs unchanged);
-        branches that already have one of that width keep it. Returns the branches changed."""
+    def add_side_channels(self, branches, width: int, h_scales: dict[str, float] | None = None) -> list[str]:
+        """Give each of ``branches`` an object side channel of ``width`` (outputs unchanged;
+        ``h_scales``: see BranchMLP.add_side_channel); branches that already have one of that
+        width keep it. Returns the branches changed."""
         cfg = self.config
         if cfg.side_branches and width != cfg.side_width:
             raise ValueError(f"this decoder already has side channels of width {cfg.side_width} on "
                              f"{list(cfg.side_branches)}; cannot add width {width}")
         added = [b for b in branches if b not in cfg.side_branches]
         for b in added:
-            self._branch(b).add_side_channel(width)
+            self._branch(b).add_side_channel(width, (h_scales or {}).get(b, 1.0))
         cfg.side_width, cfg.side_branches = width, tuple(cfg.side_branches) + tuple(added)
         return added
 

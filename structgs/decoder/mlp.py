@@ -5,7 +5,7 @@ layer is L_k (1 <= k <= H); its input a_i is the activation that shaping aligns,
 adds dW to L_k's weight. For a scalar output y of Gaussian i, dy/dW_k = delta_i a_i^T with
 delta_i = dy/dz_k (z_k = W_k a_i + b_k).
 
-An optional *side channel* g(x) (a small ReLU MLP on the branch input) is appended to that
+An optional *side channel* g(x) (a small MLP on the branch input, non-negative outputs) is appended to that
 activation, a_i = [h_i, g_i], with zero weight columns in L_k: the branch computes exactly
 what it computed before, but shaping can make g carry object identity without disturbing the
 fitted attributes, and edits (which perturb all of W_k) reach the objects through g.
@@ -54,6 +54,7 @@ class BranchMLP(nn.Module):
             nn.init.zeros_(self.layers[-1].weight)
             nn.init.zeros_(self.layers[-1].bias)
         self.side: nn.Sequential | None = None
+        self.register_buffer("h_scale", torch.ones(()), persistent=side_width > 0)
         if side_width > 0:
             self.add_side_channel(side_width)
 
@@ -61,11 +62,15 @@ class BranchMLP(nn.Module):
     def side_width(self) -> int:
         return 0 if self.side is None else self.side[-2].out_features
 
-    def add_side_channel(self, width: int) -> None:
-        """Append a side channel of ``width`` ReLU units to the perturbable layer's input.
+    def add_side_channel(self, width: int, h_scale: float = 1.0) -> None:
+        """Append a side channel of ``width`` non-negative units to the perturbable layer's input.
 
         The perturbable layer gains ``width`` zero weight columns, so every output is unchanged
         (the extra products are exact zeros; only the matmul's summation order may differ).
+        ``h_scale`` reparametrises the existing activation, a = [h / h_scale, g], with the
+        layer's weights on h multiplied by h_scale (the same function): with h_scale about
+        |h|, g soon dominates cos(a_i, a_j), so ReLU-positive cross-object cosines of h cannot
+        keep objects from being orthogonal.
         """
         if self.side is not None:
             raise ValueError(f"this branch already has a side channel (width {self.side_width})")
@@ -73,12 +78,18 @@ class BranchMLP(nn.Module):
             raise ValueError(f"side channel width must be > 0, got {width}")
         old = self.perturbable
         ref = old.weight
+        # leaky ReLU (slope 0.01) at the end: practically non-negative, so "different objects"
+        # means orthogonal, never opposite; a plain ReLU channel could switch off for a whole
+        # object and, with no gradient left, stay off (seen on the built-in scene's colour
+        # branch); softplus never dies but its positive floor shared by all objects made
+        # separation slow (within-object cosine 0.5-0.7 after 300 steps on the test scene)
         self.side = nn.Sequential(nn.Linear(self.in_dim, self.width), nn.ReLU(), nn.Linear(self.width, width),
-                                  nn.ReLU()).to(device=ref.device, dtype=ref.dtype)
+                                  nn.LeakyReLU(0.01)).to(device=ref.device, dtype=ref.dtype)
         new = nn.Linear(old.in_features + width, old.out_features).to(device=ref.device, dtype=ref.dtype)
+        self.register_buffer("h_scale", torch.tensor(float(h_scale), device=ref.device, dtype=ref.dtype))
         with torch.no_grad():
             new.weight.zero_()
-            new.weight[:, : old.in_features] = old.weight
+            new.weight[:, : old.in_features] = old.weight * self.h_scale
             new.bias.copy_(old.bias)
         self.layers[self.perturb_index] = new
 
@@ -108,7 +119,7 @@ class BranchMLP(nn.Module):
             h = x
             for layer in self.layers[: self.perturb_index]:
                 h = torch.relu(layer(h))
-        return h if self.side is None else torch.cat([h, self.side(x)], dim=-1)
+        return h if self.side is None else torch.cat([h / self.h_scale, self.side(x)], dim=-1)
 
     def after_preact(self, z: torch.Tensor) -> torch.Tensor:
         """Raw output from the perturbable layer's output z."""

@@ -18,7 +18,7 @@ class ShapeConfig:
     branches: tuple[str, ...] = ()
     """Branches to shape (empty: every branch of the decoder)."""
     side_width: int = 64
-    """Shape through an object side channel of this many ReLU units appended to each shaped
+    """Shape through an object side channel of this many (leaky ReLU) units appended to each shaped
     branch's perturbable-layer input, with zero weights there (BranchMLP.add_side_channel);
     only the channel is trained, so the decoded scene and its PSNR are unchanged by
     construction. 0: fine-tune the decoder itself with L_recon (the paper's way), which costs

@@ -27,9 +27,12 @@ def supervised_infonce(features: torch.Tensor, labels: torch.Tensor, tau: float 
     drowned out by a large object's many positives. Mean over positive pairs; 0 if none.
     """
     b = features.shape[0]
-    logits = cosine_matrix(features) / tau
-    eye = torch.eye(b, dtype=torch.bool, device=features.device)
+    cos = cosine_matrix(features)
     same = labels[:, None] == labels[None, :]
+    # negatives are pushed to orthogonal, not opposite: a negative cosine earns nothing more
+    # (else an object could escape into the leaky negative range of a side channel)
+    logits = torch.where(same, cos, cos.clamp_min(0.0)) / tau
+    eye = torch.eye(b, dtype=torch.bool, device=features.device)
     pos = same & ~eye
     if not pos.any():
         return features.sum() * 0.0

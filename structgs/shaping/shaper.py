@@ -81,7 +81,11 @@ class Shaper:
             p.requires_grad_(False)
         self.side = self.cfg.side_width > 0
         if self.side:
-            model.decoder.add_side_channels(self.branches, self.cfg.side_width)
+            with torch.no_grad():  # h_scale = mean |h|: the side channel soon dominates the cosines
+                probe = torch.randperm(model.num_gaussians, generator=self.gen)[:4096].to(self.device)
+                scales = {b: float(model.activations(b, probe).norm(dim=1).mean().clamp_min(1e-6))
+                          for b in self.branches if b not in model.config.side_branches}
+            model.decoder.add_side_channels(self.branches, self.cfg.side_width, scales)
             params = [p for b in self.branches for p in model.decoder.branches[b].side.parameters()]
         else:
             params = list(model.decoder.parameters())
