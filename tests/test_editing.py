@@ -123,7 +123,10 @@ def test_cosine_kmeans_recovers_direction_clusters():
     assert lab.unique().numel() == 3
 
 
-def test_pinning_groups_of_the_rest_reduces_move_leakage(shaped):
+def test_move_leakage_with_pinned_rest(shaped):
+    """With separated activations, pinning the rest as one group keeps every other Gaussian
+    nearly still (measured 1.0 % of the request on average over the objects here); splitting the rest into
+    k-means groups (pin_groups=4) was better before the side channel, and is worse now."""
     _, model, _, labels = shaped
     leak = {}
     for groups in (1, 4):
@@ -133,6 +136,8 @@ def test_pinning_groups_of_the_rest_reduces_move_leakage(shaped):
             ed.move(obj, [0.0, 0.1, 0.0])
             with torch.no_grad():
                 off = model.decode().offsets
-            leak[groups, k] = float(off[~obj].norm(dim=1).mean())
+            assert torch.allclose(off[obj].mean(0), torch.tensor([0.0, 0.1, 0.0]), atol=0.005)
+            leak[groups, k] = float(off[~obj].norm(dim=1).mean()) / 0.1
             ed.reset()
-    assert sum(leak[4, k] for k in (2, 3, 4)) < sum(leak[1, k] for k in (2, 3, 4))
+    assert all(leak[1, k] < 0.03 for k in (2, 3, 4)), leak
+    assert sum(leak[1, k] for k in (2, 3, 4)) < sum(leak[4, k] for k in (2, 3, 4)), leak

@@ -40,7 +40,7 @@ class EditRecord:
 
 class SceneEditor:
     def __init__(self, model, method: str = "shaped", threshold: float = DEFAULT_THRESHOLD, pin_rest: bool = True,
-                 pin_groups: int = 4):
+                 pin_groups: int = 1):
         if method not in ("shaped", "voting", "projection", "binary"):
             raise ValueError(f"unknown method {method!r} (shaped, voting, projection, binary)")
         if pin_groups < 1:
