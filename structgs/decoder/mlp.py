@@ -5,8 +5,9 @@ layer is L_k (1 <= k <= H); its input a_i is the activation that shaping aligns,
 adds dW to L_k's weight. For a scalar output y of Gaussian i, dy/dW_k = delta_i a_i^T with
 delta_i = dy/dz_k (z_k = W_k a_i + b_k).
 
-An optional *side channel* g(x) (a small MLP on the branch input, non-negative outputs) is appended to that
-activation, a_i = [h_i, g_i], with zero weight columns in L_k: the branch computes exactly
+An optional *side channel* g(x) (a small MLP on the branch input, leaky-ReLU outputs) is
+appended to that activation, a_i = [h_i / h_scale, g_i], with zero weight columns in L_k
+(and the weights on h scaled by h_scale): the branch computes exactly
 what it computed before, but shaping can make g carry object identity without disturbing the
 fitted attributes, and edits (which perturb all of W_k) reach the objects through g.
 """

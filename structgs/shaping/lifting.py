@@ -98,7 +98,8 @@ IGNORED = -2  # seen, but on the ignore id: votes for "no object" when filling u
 
 def fill_features(centroids: torch.Tensor, colors: torch.Tensor, color_weight: float) -> torch.Tensor:
     """(N, 6) [centroid / extent, color_weight * rgb]; extent = diagonal of the 1-99 % centroid box."""
-    lo, hi = torch.quantile(centroids, 0.01, dim=0), torch.quantile(centroids, 0.99, dim=0)
+    sample = centroids[:: max(1, centroids.shape[0] // 1_000_000)]  # torch.quantile caps its input size
+    lo, hi = torch.quantile(sample, 0.01, dim=0), torch.quantile(sample, 0.99, dim=0)
     extent = (hi - lo).norm().clamp_min(1e-8)
     return torch.cat([centroids / extent, color_weight * colors], dim=1)
 
