@@ -2,8 +2,8 @@
 
     python benchmarks/query.py [--workdir /tmp/structgs-bench] [--run RUN]
 
-Large N use a decoder with random weights and random latents (the query cost does not depend
-on the values). The voting query runs on the built-in scene's run (fitted if needed).
+Large N use a decoder with random weights and random latents, laid out like a shaped run
+(a 64-wide side channel on every branch; the query cost does not depend on the values). The voting query runs on the built-in scene's run (fitted if needed).
 """
 
 from __future__ import annotations
@@ -48,7 +48,8 @@ def main() -> None:
     print(f"{'N':>9} {'shaped query s':>15} {'voting / shaped':>16}")
     for n in args.sizes:
         torch.manual_seed(0)
-        m = SceneModel(DecoderConfig(), n)
+        layout = DecoderConfig()
+        m = SceneModel(DecoderConfig(side_width=64, side_branches=layout.branches), n)
         with torch.no_grad():
             m.centroids.uniform_(-1, 1)
             m.latents.normal_()

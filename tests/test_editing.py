@@ -9,6 +9,9 @@ from structgs.model import SceneModel
 from structgs.pipeline.edit_ops import evaluate_selection, pick_target_pixel
 from structgs.scene import load_dataset
 
+REMOVE_LEAK = 0.05  # the others' mean |opacity change| / the selection's (issue target 0.02 on the built-in scene)
+MOVE_LEAK = 0.03  # the others' mean offset / the request, worst of three moves (issue target 0.01 there)
+
 
 @pytest.fixture(scope="module")
 def shaped(fitted_small_run, small_scene_dir, tmp_path_factory):
@@ -141,3 +144,36 @@ def test_move_leakage_with_pinned_rest(shaped):
             ed.reset()
     assert all(leak[1, k] < 0.03 for k in (2, 3, 4)), leak
     assert sum(leak[1, k] for k in (2, 3, 4)) < sum(leak[4, k] for k in (2, 3, 4)), leak
+
+
+def test_edit_leakage_every_object(shaped):
+    """The editing issue's figures (structgs.eval.edits, also the demo's table) on every object of
+    the test scene: removal, recolour, three consecutive moves, and bit-exact undo / redo / reset."""
+    from structgs.eval.edits import measure_edits
+
+    _, model, _, labels = shaped
+    ed = SceneEditor(model)
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    for k in (2, 3, 4):
+        m = measure_edits(ed, labels == k)
+        assert m["remove"]["ratio"] < REMOVE_LEAK and m["remove"]["selected_below_0.05"] > 0.9, (k, m["remove"])
+        assert m["recolor"]["error"] < 0.05, (k, m["recolor"])
+        assert m["move"]["error"] < 0.05 and m["move"]["others"] < MOVE_LEAK, (k, m["move"])
+        assert all(m["restore"].values()), (k, m["restore"])
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, start[k]), k
+
+
+def test_measure_edits_refuses_bad_input(shaped):
+    from structgs.eval.edits import measure_edits
+
+    _, model, _, labels = shaped
+    ed = SceneEditor(model)
+    with pytest.raises(ValueError, match="bool tensor"):
+        measure_edits(ed, labels[:10] == 2)
+    with pytest.raises(ValueError, match="some but not all"):
+        measure_edits(ed, torch.zeros(model.num_gaussians, dtype=torch.bool))
+    ed.move(labels == 2, [0.0, 0.1, 0.0])
+    with pytest.raises(ValueError, match="no edit history"):
+        measure_edits(ed, labels == 2)
+    ed.reset()

@@ -109,7 +109,8 @@ def test_tracker_free_mode_separates_objects(fitted_small_run, shuffled_masks, t
     cfg = ShapeConfig(association="none", **{**FAST, "iters": 150})
     report = shape_run(fitted_small_run, shuffled_masks, tmp_path / "none", cfg, device="cpu", progress=False)
     within, between_max, between_mean = _summary(report)
-    assert within - between_mean > 0.15, (within, between_mean)  # measured 0.27 (motion), 0.39 (color)
+    # margin measured 0.27 (motion) / 0.39 (color) before view_gaussians; 300 steps with it: 0.46 / 0.40
+    assert within - between_mean > 0.15, (within, between_mean)
 
 
 def test_jacobian_objective_runs_and_shapes(fitted_small_run, small_scene_dir, tmp_path):

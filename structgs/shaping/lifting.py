@@ -93,6 +93,16 @@ def lift_masks(model, dataset: SceneDataset, masks_dir, association: str = "trac
     return LiftResult(labels, coverage, None, per_view, id_map, seen)
 
 
+def lift_per_view(model, cameras: list[Camera], masks: list[torch.Tensor], ignore_id: int | None = 0,
+                  min_weight: float = 0.05, progress: bool = True) -> torch.Tensor:
+    """(V, N) Eq. 9 within each view alone: the view's mask id at each Gaussian's best pixel
+    (-1 if the view does not show it). Ids are compared only within a view: no association."""
+    weights, pixels = per_view_contributions(model, cameras, progress)
+    per_view = _mask_values(masks, pixels, ignore_id)
+    per_view[weights < min_weight] = UNLABELLED
+    return per_view
+
+
 IGNORED = -2  # seen, but on the ignore id: votes for "no object" when filling unseen Gaussians
 
 

@@ -29,7 +29,8 @@ from structgs.render.api import rasterize
 from structgs.scene.dataset import SceneDataset
 from structgs.shaping.config import ShapeConfig
 from structgs.shaping.knn import knn_indices
-from structgs.shaping.lifting import UNLABELLED, fill_features, fill_unseen, lift_masks, matched_accuracy
+from structgs.shaping.lifting import (UNLABELLED, fill_features, fill_unseen, lift_masks, lift_per_view,
+                                     matched_accuracy)
 from structgs.shaping.losses import jacobian_features, knn_smoothness, object_cosine_matrix, supervised_infonce
 from structgs.shaping.sampling import sample_pool
 from structgs.training.losses import photometric_loss, quaternion_distance
@@ -110,6 +111,12 @@ class Shaper:
                 if gt_labels is not None:
                     self.lift_info["accuracy_filled"] = matched_accuracy(labels.cpu(), gt_labels.cpu())
             self.labels = labels.to(self.device)
+        elif cfg.view_gaussians:
+            masks = [self.ds.mask(c, self.masks_dir) for c in self.cams]
+            self.view_labels = lift_per_view(self.model, self.cams, masks, cfg.ignore_id, cfg.min_weight,
+                                             self.progress).to(self.device)
+            self.view_index = {c.name: v for v, c in enumerate(self.cams)}
+            self.lift_info = {"coverage_per_view": float((self.view_labels >= 0).any(0).float().mean())}
         self.pool = sample_pool(self.model.centroids.detach(), cfg.touch_fraction, cfg.sampling, self.gen).to(self.device)
         k = min(cfg.knn + 1, self.pool.numel())
         self.pool_knn = knn_indices(self.model.centroids.detach()[self.pool], k)[:, 1:]  # positions within the pool
@@ -180,11 +187,29 @@ class Shaper:
             width = feats.shape[1] // len(self.branches)
             for k in range(len(self.branches)):
                 mi = mi + supervised_infonce(A[:, k * width:(k + 1) * width], lab, cfg.tau)
+        # Eq. 10 on a batch of the pool: pixels supervise blends of Gaussians, the kNN term
+        # carries that to each Gaussian (and to the ones no view shows)
+        pos = torch.randperm(self.pool.numel(), generator=self.gen)[: cfg.batch].to(self.device)
+        idx, nbr = self.pool[pos], self.pool[self.pool_knn[pos]]
+        view = m.view_inputs(cam, idx)
+        if cfg.view_gaussians:  # the batch's Gaussians this view labels, with this view's ids
+            lab = self.view_labels[self.view_index[cam.name], idx]
+            has = lab != UNLABELLED
+            if has.sum() > 1:
+                for b in self.branches:
+                    mi = mi + supervised_infonce(m.activations(b, idx[has], view[has] if view is not None else None),
+                                                 lab[has], cfg.tau)
+        reg = torch.zeros((), device=self.device)
+        if cfg.lambda_reg > 0:
+            nview = m.view_inputs(cam, nbr.reshape(-1))
+            for b in self.branches:
+                with torch.no_grad():
+                    na = m.activations(b, nbr.reshape(-1), nview)
+                reg = reg + knn_smoothness(m.activations(b, idx, view), na.reshape(nbr.shape[0], nbr.shape[1], -1))
         rec = torch.zeros((), device=self.device)
         if not self.side:
-            idx = torch.randperm(m.num_gaussians, generator=self.gen)[: cfg.batch].to(self.device)
-            rec = self._recon(cam, idx, m.view_inputs(cam, idx))
-        return {"mi": mi / len(self.branches), "reg": torch.zeros((), device=self.device), "recon": rec}
+            rec = self._recon(cam, idx, view)
+        return {"mi": mi / len(self.branches), "reg": reg / len(self.branches), "recon": rec}
 
     def _recon(self, cam, idx, view) -> torch.Tensor:
         if self.cfg.recon == "photometric":
