@@ -139,6 +139,23 @@ def test_side_channel_keeps_outputs_and_extends_the_jacobian(tmp_path):
         DecoderConfig(side_width=4, side_branches=("colour",))
 
 
+def test_side_channel_with_fixed_length_survives_save_load(tmp_path):
+    """side_norm: every Gaussian's g has that length, before and after a save/load round trip."""
+    from helpers import make_camera
+
+    m = _model(n=200, position_frequencies=2)
+    cam = make_camera()
+    m.decoder.add_side_channels(["motion"], 8, norm=3.0)
+    g = m.activations("motion", camera=cam)[:, 128:]
+    assert torch.allclose(g.norm(dim=1), torch.full((200,), 3.0), atol=1e-5)
+    m.save_pretrained(tmp_path / "run")
+    m2 = SceneModel.from_pretrained(tmp_path / "run")
+    assert m2.config.side_norm == 3.0
+    assert torch.equal(m2.activations("motion", camera=cam), m.activations("motion", camera=cam))
+    with pytest.raises(ValueError, match="norm"):
+        m.decoder.add_side_channels(["opacity"], 8, norm=1.0)
+
+
 def test_load_reports_mismatches(tmp_path):
     m = _model(n=20)
     m.save_pretrained(tmp_path / "run")

@@ -60,6 +60,9 @@ class DecoderConfig:
     ``side_branches`` (see BranchMLP.add_side_channel); shaping adds it (ShapeConfig.side_width)."""
     side_branches: tuple[str, ...] = ()
     """Branches that carry a side channel."""
+    side_norm: float = 0.0
+    """> 0: each Gaussian's side-channel output is rescaled to this length (ShapeConfig.side_norm);
+    0: free lengths (runs shaped before this option)."""
     backend: str = "torch"
     """MLP implementation: ``torch`` (reference) or ``tcnn`` (tinycudann, CUDA only)."""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -87,6 +90,8 @@ class DecoderConfig:
                 raise ValueError(f"{name} must index a linear layer after the first (1..{n - 1} or -1..-{n - 1}), got {k}")
         if self.side_width < 0 or (self.side_branches and self.side_width == 0):
             raise ValueError(f"side_width must be > 0 when side_branches are given, got {self.side_width}")
+        if self.side_norm < 0:
+            raise ValueError(f"side_norm must be >= 0, got {self.side_norm}")
         stray = [b for b in self.side_branches if b not in self.branches]
         if stray:
             raise ValueError(f"side_branches {stray} are not decoder branches {list(self.branches)}")

@@ -58,22 +58,25 @@ class AttributeDecoder(nn.Module):
         self.branches = nn.ModuleDict({
             b: BranchMLP(config.input_dim(b), config.hidden_width, config.hidden_layers, OUTPUT_DIMS[b],
                          config.perturb_index(b), zero_init_output=(b == "motion"), backend=config.backend,
-                         side_width=config.side_width if b in config.side_branches else 0)
+                         side_width=config.side_width if b in config.side_branches else 0,
+                         side_norm=config.side_norm)
             for b in config.branches
         })
 
-    def add_side_channels(self, branches, width: int, h_scales: dict[str, float] | None = None) -> list[str]:
+    def add_side_channels(self, branches, width: int, h_scales: dict[str, float] | None = None,
+                          norm: float = 0.0) -> list[str]:
         """Give each of ``branches`` an object side channel of ``width`` (outputs unchanged;
         ``h_scales``: see BranchMLP.add_side_channel); branches that already have one of that
         width keep it. Returns the branches changed."""
         cfg = self.config
-        if cfg.side_branches and width != cfg.side_width:
+        if cfg.side_branches and (width != cfg.side_width or norm != cfg.side_norm):
             raise ValueError(f"this decoder already has side channels of width {cfg.side_width} on "
-                             f"{list(cfg.side_branches)}; cannot add width {width}")
+                             f"{list(cfg.side_branches)} (norm {cfg.side_norm}); cannot add width {width} (norm {norm})")
         added = [b for b in branches if b not in cfg.side_branches]
         for b in added:
-            self._branch(b).add_side_channel(width, (h_scales or {}).get(b, 1.0))
+            self._branch(b).add_side_channel(width, (h_scales or {}).get(b, 1.0), norm)
         cfg.side_width, cfg.side_branches = width, tuple(cfg.side_branches) + tuple(added)
+        cfg.side_norm = float(norm)
         return added
 
     def position_encoding(self, centroids: torch.Tensor) -> torch.Tensor:

@@ -31,7 +31,7 @@ class BranchActivations:
 
 class BranchMLP(nn.Module):
     def __init__(self, in_dim: int, width: int, hidden_layers: int, out_dim: int, perturb_layer: int,
-                 zero_init_output: bool = False, backend: str = "torch", side_width: int = 0):
+                 zero_init_output: bool = False, backend: str = "torch", side_width: int = 0, side_norm: float = 0.0):
         super().__init__()
         self.in_dim, self.width = in_dim, width
         dims = [in_dim] + [width] * hidden_layers + [out_dim]
@@ -55,15 +55,16 @@ class BranchMLP(nn.Module):
             nn.init.zeros_(self.layers[-1].weight)
             nn.init.zeros_(self.layers[-1].bias)
         self.side: nn.Sequential | None = None
+        self.side_norm = float(side_norm)
         self.register_buffer("h_scale", torch.ones(()), persistent=side_width > 0)
         if side_width > 0:
-            self.add_side_channel(side_width)
+            self.add_side_channel(side_width, norm=side_norm)
 
     @property
     def side_width(self) -> int:
         return 0 if self.side is None else self.side[-2].out_features
 
-    def add_side_channel(self, width: int, h_scale: float = 1.0) -> None:
+    def add_side_channel(self, width: int, h_scale: float = 1.0, norm: float = 0.0) -> None:
         """Append a side channel of ``width`` non-negative units to the perturbable layer's input.
 
         The perturbable layer gains ``width`` zero weight columns, so every output is unchanged
@@ -71,7 +72,9 @@ class BranchMLP(nn.Module):
         ``h_scale`` reparametrises the existing activation, a = [h / h_scale, g], with the
         layer's weights on h multiplied by h_scale (the same function): with h_scale about
         |h|, g soon dominates cos(a_i, a_j), so ReLU-positive cross-object cosines of h cannot
-        keep objects from being orthogonal.
+        keep objects from being orthogonal. ``norm`` > 0 rescales each g to that length: an edit
+        along an object's mean activation then moves each of its Gaussians nearly alike
+        (with free lengths a move of 0.45 spread its Gaussians by a std of 0.1).
         """
         if self.side is not None:
             raise ValueError(f"this branch already has a side channel (width {self.side_width})")
@@ -88,6 +91,7 @@ class BranchMLP(nn.Module):
                                   nn.LeakyReLU(0.01)).to(device=ref.device, dtype=ref.dtype)
         new = nn.Linear(old.in_features + width, old.out_features).to(device=ref.device, dtype=ref.dtype)
         self.register_buffer("h_scale", torch.tensor(float(h_scale), device=ref.device, dtype=ref.dtype))
+        self.side_norm = float(norm)
         with torch.no_grad():
             new.weight.zero_()
             new.weight[:, : old.in_features] = old.weight * self.h_scale
@@ -120,7 +124,12 @@ class BranchMLP(nn.Module):
             h = x
             for layer in self.layers[: self.perturb_index]:
                 h = torch.relu(layer(h))
-        return h if self.side is None else torch.cat([h / self.h_scale, self.side(x)], dim=-1)
+        if self.side is None:
+            return h
+        g = self.side(x)
+        if self.side_norm > 0:  # every Gaussian's g has the same length: edits act alike on an object
+            g = self.side_norm * torch.nn.functional.normalize(g, dim=-1, eps=1e-8)
+        return torch.cat([h / self.h_scale, g], dim=-1)
 
     def after_preact(self, z: torch.Tensor) -> torch.Tensor:
         """Raw output from the perturbable layer's output z."""

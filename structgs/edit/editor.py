@@ -22,7 +22,7 @@ from structgs.utils.log import get_logger
 log = get_logger("edit")
 SELECTION_WEIGHT = 100.0
 """Row weight of the selections' targets against the pinned groups' in the edit solve."""
-LSTSQ_RCOND = 1e-9
+LSTSQ_RCOND = 1e-6
 """Singular values below this fraction of the largest are dropped in the edit solve, so nearly
 collinear directions (e.g. two pinned groups that respond alike) cannot blow eta up."""
 DEFAULT_THRESHOLD = 0.5
@@ -40,7 +40,7 @@ class EditRecord:
 
 class SceneEditor:
     def __init__(self, model, method: str = "shaped", threshold: float = DEFAULT_THRESHOLD, pin_rest: bool = True,
-                 pin_groups: int = 1):
+                 pin_groups: int = 4):
         if method not in ("shaped", "voting", "projection", "binary"):
             raise ValueError(f"unknown method {method!r} (shaped, voting, projection, binary)")
         if pin_groups < 1:
@@ -161,6 +161,9 @@ class SceneEditor:
 
         Linearised: mean_{i in S_k} <J_i^{c'}, Jbar_l^c> eta_lc = target_kc' - current_kc',
         re-linearised ``iters`` times (the activations a_i never change: they enter W).
+        With ``pin_rest`` the rest is held still by pinning its mean (one group, and with
+        ``pin_groups`` > 1 also k-means groups of its activations, i.e. roughly the other
+        objects); the solution that changes the rest least is kept.
         """
         m = self.model
         W = m.decoder.perturbable_weight(branch)
@@ -169,30 +172,52 @@ class SceneEditor:
         tgt = torch.tensor(targets, dtype=W.dtype, device=W.device)  # (K, C)
         idxs = [torch.nonzero(self._core(s, branch, channels[0], view)).flatten().to(W.device) for s in sels]
         rec.info["core"] = [int(i.numel()) for i in idxs]
-        if self.pin_rest:
-            # "keep the rest": one more selection, the complement, whose target is its current mean.
-            # Its mean-Jacobian direction cancels the first-order leakage onto everything else.
-            # With pin_groups > 1 the complement is split into groups of similar activations
-            # (k-means on the shaped a_i, i.e. roughly the other objects), each pinned on its own.
-            rest = ~torch.stack(sels).any(0)
-            if rest.sum() > 0:
-                ridx = torch.nonzero(rest).flatten().to(W.device)
+        rest = ~torch.stack(sels).any(0)
+        if not self.pin_rest or rest.sum() == 0:
+            self._iterate(W, branch, idxs, tgt, channels, len(sels), iters, tol, view)
+        else:
+            # "keep the rest": more selections whose targets are their current means. Their
+            # mean-Jacobian directions cancel the first-order leakage onto everything else.
+            ridx = torch.nonzero(rest).flatten().to(W.device)
+            rview = None if view is None else view[ridx]
+            rest_before = self._branch_outputs(branch, ridx, rview)[:, channels]
+            W0, cands = W.detach().clone(), []
+            for n_groups in sorted({1, self.pin_groups}):
+                W.copy_(W0)
                 groups = [ridx]
-                if self.pin_groups > 1:
-                    a = m.activations(branch, ridx, None if view is None else view[ridx])
-                    lab = cosine_kmeans(a, self.pin_groups)
+                if n_groups > 1:
+                    lab = cosine_kmeans(m.activations(branch, ridx, rview), n_groups)
                     groups = [ridx[lab == g] for g in lab.unique().tolist()]
-                for gidx in groups:
-                    now = self._branch_outputs(branch, gidx, None if view is None else view[gidx])[:, channels].mean(0)
-                    idxs.append(gidx)
-                    tgt = torch.cat([tgt, now[None]])
-                rec.info["pinned_groups"] = len(groups)
+                now = torch.stack([self._branch_outputs(branch, g, None if view is None else view[g])[:, channels].mean(0)
+                                   for g in groups])
+                sel_err = self._iterate(W, branch, idxs + groups, torch.cat([tgt, now]), channels, len(sels), iters,
+                                        tol, view)
+                change = float((self._branch_outputs(branch, ridx, rview)[:, channels] - rest_before).abs().mean())
+                cands.append((sel_err, change, n_groups, W.detach().clone()))
+            # the stillest rest among the solutions that reach the selections' targets
+            reach = max(10 * tol, 2 * min(c[0] for c in cands))
+            best = min((c for c in cands if c[0] <= reach), key=lambda c: c[1])
+            W.copy_(best[3])
+            rec.info.update(pinned_groups=best[2], rest_mean_change=best[1])
+        final = torch.stack([self._branch_outputs(branch, idx, None if view is None else view[idx])[:, channels].mean(0)
+                             for idx in idxs])
+        rec.info["achieved"] = final.tolist()
+        return self._commit(rec)
+
+    def _iterate(self, W, branch: str, idxs: list[torch.Tensor], tgt: torch.Tensor, channels: list[int], n_sel: int,
+                 iters: int, tol: float, view) -> float:
+        """Gauss-Newton on the group means: the first ``n_sel`` groups are the selections (hard
+        targets), the rest pinned groups (soft). Returns the selections' final max error."""
+        m = self.model
         K, C = len(idxs), len(channels)
+
+        def means():
+            return torch.stack([self._branch_outputs(branch, idx, None if view is None else view[idx])[:, channels].mean(0)
+                                for idx in idxs])
+
         for it in range(iters):
-            jbars, rows = [], []
-            cur = torch.stack([self._branch_outputs(branch, idx, None if view is None else view[idx])[:, channels].mean(0)
-                               for idx in idxs])
-            err = tgt - cur
+            jbars = []
+            err = tgt - means()
             if err.abs().max() < tol:
                 break
             per_sel = []
@@ -202,7 +227,7 @@ class SceneEditor:
             for k in range(K):
                 for ci in range(C):
                     d, a = per_sel[k][ci]
-                    jbars.append(d.T @ a / idx.numel())
+                    jbars.append(d.T @ a / idxs[k].numel())
             # M[(k, c'), (l, c)] = mean_{i in S_k} delta_i^{c' T} Jbar_l^c a_i
             M = torch.zeros(K * C, K * C, dtype=W.dtype, device=W.device)
             for k in range(K):
@@ -213,17 +238,14 @@ class SceneEditor:
             # the selections' targets are hard, the pinned groups soft: weighted least squares
             # (a group that cannot keep still must not stop the selection from reaching its target)
             wrow = torch.ones(K * C, 1, dtype=W.dtype, device=W.device)
-            wrow[: len(sels) * C] = SELECTION_WEIGHT
+            wrow[: n_sel * C] = SELECTION_WEIGHT
             eta = torch.linalg.lstsq(M * wrow, err.reshape(-1, 1) * wrow, rcond=LSTSQ_RCOND, driver="gelsd").solution.flatten()
             dW = sum(e * jb for e, jb in zip(eta, jbars))
             step = 1.0
             if branch != "motion":  # damp large steps so the linearisation stays trustworthy
                 step = min(1.0, 0.5 * W.norm().item() / max(dW.norm().item(), 1e-12))
             W.add_(step * dW)
-        final = torch.stack([self._branch_outputs(branch, idx, None if view is None else view[idx])[:, channels].mean(0)
-                             for idx in idxs[: len(sels)]])
-        rec.info["achieved"] = final.tolist()
-        return self._commit(rec)
+        return float((tgt - means())[:n_sel].abs().max())
 
 
 def cosine_kmeans(x: torch.Tensor, k: int, iters: int = 15) -> torch.Tensor:

@@ -10,7 +10,8 @@ all the others, on the decoded attributes (not on renders):
   mean |colour change|;
 - move: after each move, |mean offset of the selection - requested total| / |requested total|
   (<= 0.05) and the others' mean offset norm / |requested total| (< 0.01); the worst of the
-  three moves is reported.
+  three moves is reported; ``spread`` is the selection's mean distance from its own mean
+  offset after the last move, of the request (0: a rigid move).
 """
 
 from __future__ import annotations
@@ -73,8 +74,11 @@ def measure_edits(editor, selection: torch.Tensor, rgb=RECOLOR_TARGET, step=MOVE
         want = i * step_t
         errors.append(float((off[sel].mean(0) - want).norm() / want.norm()))
         leaks.append(float(off[~sel].norm(dim=1).mean() / want.norm()))
+    # rigidity: how far the selection's Gaussians are from its mean offset, of the request
+    spread = float((off[sel] - off[sel].mean(0)).norm(dim=1).mean() / (moves * step_t).norm())
     out["move"] = {"step": list(step), "moves": moves, "requested_total": (moves * step_t).tolist(),
                    "mean_selected": off[sel].mean(0).tolist(), "error": max(errors), "others": max(leaks),
+                   "spread": spread,
                    "error_per_move": errors, "others_per_move": leaks}
     after_moves = _state(model)
     for _ in range(moves):

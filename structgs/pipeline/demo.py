@@ -111,12 +111,12 @@ def format_summary(s: dict) -> str:
     for k, r in s["segmentation"].items():
         lines.append(f"| {k} | {r['click']['view']} {tuple(r['click']['pixel'])} | {r['miou']:.1f} | {r['mbiou']:.1f} | "
                      f"{r['iou_3d']:.1f} | {r['query_s']:.3f} |")
-    lines += ["", "| object | removal: others / selected | recolour error | move x3: error / others (of request) | undo exact |",
+    lines += ["", "| object | removal: others / selected | recolour error | move x3: error / others / spread (of request) | undo exact |",
               "|---|---|---|---|---|"]
     for k, e in s["edits"].items():
         ok = meets_targets(e)
         lines.append(f"| {k} | {e['remove']['ratio']:.3f} {_mark(ok['remove'])} | {e['recolor']['error']:.3f} {_mark(ok['recolor'])} | "
-                     f"{e['move']['error']:.4f} / {e['move']['others']:.4f} {_mark(ok['move'])} | "
+                     f"{e['move']['error']:.4f} / {e['move']['others']:.4f} / {e['move']['spread']:.3f} {_mark(ok['move'])} | "
                      f"{_mark(ok['restore'])} |")
     lines += ["", "targets: removal <= 0.02, recolour <= 0.05, move error <= 0.05 and others < 0.01, "
                   "undo / redo / reset bit-exact"]

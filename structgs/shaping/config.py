@@ -23,6 +23,11 @@ class ShapeConfig:
     only the channel is trained, so the decoded scene and its PSNR are unchanged by
     construction. 0: fine-tune the decoder itself with L_recon (the paper's way), which costs
     PSNR (README, "Shaping")."""
+    side_norm: float = 8.0
+    """Length every Gaussian's side-channel output is rescaled to (0: free lengths). With a
+    fixed length, an edit along an object's mean activation acts alike on all its Gaussians,
+    so a move is rigid; 8 (the rest of the activation has mean length 1) keeps the fitted
+    activation's share of the cosines to about 1/64."""
     iters: int = 800
     """Fine-tuning steps."""
     repair_iters: int = 200
@@ -94,6 +99,8 @@ class ShapeConfig:
         for name, allowed in checks.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"shape: {name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if self.side_norm < 0:
+            raise ValueError(f"shape: side_norm must be >= 0, got {self.side_norm}")
         if self.side_width < 0:
             raise ValueError(f"shape: side_width must be >= 0, got {self.side_width}")
         if not 0 < self.touch_fraction <= 1:

@@ -86,7 +86,7 @@ class Shaper:
                 probe = torch.randperm(model.num_gaussians, generator=self.gen)[:4096].to(self.device)
                 scales = {b: float(model.activations(b, probe).norm(dim=1).mean().clamp_min(1e-6))
                           for b in self.branches if b not in model.config.side_branches}
-            model.decoder.add_side_channels(self.branches, self.cfg.side_width, scales)
+            model.decoder.add_side_channels(self.branches, self.cfg.side_width, scales, self.cfg.side_norm)
             params = [p for b in self.branches for p in model.decoder.branches[b].side.parameters()]
         else:
             params = list(model.decoder.parameters())
