@@ -49,7 +49,7 @@ def main() -> None:
     for n in args.sizes:
         torch.manual_seed(0)
         layout = DecoderConfig()
-        m = SceneModel(DecoderConfig(side_width=64, side_branches=layout.branches), n)
+        m = SceneModel(DecoderConfig(side_width=64, side_branches=layout.branches, side_norm=8.0), n)
         with torch.no_grad():
             m.centroids.uniform_(-1, 1)
             m.latents.normal_()
