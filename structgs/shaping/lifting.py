@@ -77,9 +77,7 @@ def lift_masks(model, dataset: SceneDataset, masks_dir, association: str = "trac
         raise ValueError(f"lift_masks: association must be tracked or overlap, got {association!r}")
     cams = dataset.split("train")
     masks = [dataset.mask(c, masks_dir) for c in cams]
-    weights, pixels = per_view_contributions(model, cams, progress)
-    per_view = _mask_values(masks, pixels, ignore_id)
-    per_view[weights < min_weight] = UNLABELLED
+    weights, per_view = _lift_views(model, cams, masks, ignore_id, min_weight, progress)
     id_map: dict = {}
     if association == "overlap":
         per_view, id_map = associate_by_overlap(per_view, overlap_iou)
@@ -97,10 +95,15 @@ def lift_per_view(model, cameras: list[Camera], masks: list[torch.Tensor], ignor
                   min_weight: float = 0.05, progress: bool = True) -> torch.Tensor:
     """(V, N) Eq. 9 within each view alone: the view's mask id at each Gaussian's best pixel
     (-1 if the view does not show it). Ids are compared only within a view: no association."""
+    return _lift_views(model, cameras, masks, ignore_id, min_weight, progress)[1]
+
+
+def _lift_views(model, cameras, masks, ignore_id, min_weight, progress) -> tuple[torch.Tensor, torch.Tensor]:
+    """(V, N) best weights and (V, N) per-view ids (unlabelled below ``min_weight``)."""
     weights, pixels = per_view_contributions(model, cameras, progress)
     per_view = _mask_values(masks, pixels, ignore_id)
     per_view[weights < min_weight] = UNLABELLED
-    return per_view
+    return weights, per_view
 
 
 IGNORED = -2  # seen, but on the ignore id: votes for "no object" when filling unseen Gaussians

@@ -112,7 +112,8 @@ class Shaper:
                     self.lift_info["accuracy_filled"] = matched_accuracy(labels.cpu(), gt_labels.cpu())
             self.labels = labels.to(self.device)
         elif cfg.view_gaussians:
-            masks = [self.ds.mask(c, self.masks_dir) for c in self.cams]
+            masks = [self.ds.mask(c, self.masks_dir).to(self.device) for c in self.cams]
+            self._masks.update({c.name: mk for c, mk in zip(self.cams, masks)})  # the pixel term reuses them
             self.view_labels = lift_per_view(self.model, self.cams, masks, cfg.ignore_id, cfg.min_weight,
                                              self.progress).to(self.device)
             self.view_index = {c.name: v for v, c in enumerate(self.cams)}
@@ -180,35 +181,32 @@ class Shaper:
         out = rasterize(s.means, s.quats, s.scales, s.opacities, feats, small)
         self.touched |= out.radii > 0
         mi = torch.zeros((), device=self.device)
+        width = feats.shape[1] // len(self.branches)
+        per_branch = [feats[:, k * width:(k + 1) * width] for k in range(len(self.branches))]
         if valid.numel() > 1:
             pick = valid[torch.randperm(valid.numel(), generator=self.gen)[: cfg.pixels].to(self.device)]
             A = out.image.reshape(-1, feats.shape[1])[pick]
             lab = ids.reshape(-1)[pick]
-            width = feats.shape[1] // len(self.branches)
             for k in range(len(self.branches)):
                 mi = mi + supervised_infonce(A[:, k * width:(k + 1) * width], lab, cfg.tau)
-        # Eq. 10 on a batch of the pool: pixels supervise blends of Gaussians, the kNN term
-        # carries that to each Gaussian (and to the ones no view shows)
+        # a batch of the pool, on the activations already computed for the render: per-view
+        # Gaussian InfoNCE and Eq. 10 carry the pixels' supervision to each Gaussian (and to the
+        # ones no view shows)
         pos = torch.randperm(self.pool.numel(), generator=self.gen)[: cfg.batch].to(self.device)
         idx, nbr = self.pool[pos], self.pool[self.pool_knn[pos]]
-        view = m.view_inputs(cam, idx)
         if cfg.view_gaussians:  # the batch's Gaussians this view labels, with this view's ids
             lab = self.view_labels[self.view_index[cam.name], idx]
             has = lab != UNLABELLED
             if has.sum() > 1:
-                for b in self.branches:
-                    mi = mi + supervised_infonce(m.activations(b, idx[has], view[has] if view is not None else None),
-                                                 lab[has], cfg.tau)
+                for a in per_branch:
+                    mi = mi + supervised_infonce(a[idx[has]], lab[has], cfg.tau)
         reg = torch.zeros((), device=self.device)
         if cfg.lambda_reg > 0:
-            nview = m.view_inputs(cam, nbr.reshape(-1))
-            for b in self.branches:
-                with torch.no_grad():
-                    na = m.activations(b, nbr.reshape(-1), nview)
-                reg = reg + knn_smoothness(m.activations(b, idx, view), na.reshape(nbr.shape[0], nbr.shape[1], -1))
+            for a in per_branch:
+                reg = reg + knn_smoothness(a[idx], a[nbr].detach())
         rec = torch.zeros((), device=self.device)
         if not self.side:
-            rec = self._recon(cam, idx, view)
+            rec = self._recon(cam, idx, m.view_inputs(cam, idx))
         return {"mi": mi / len(self.branches), "reg": reg / len(self.branches), "recon": rec}
 
     def _recon(self, cam, idx, view) -> torch.Tensor:
