@@ -170,7 +170,9 @@ def shape(
     iters: Annotated[int, typer.Option(help="Shaping steps.")] = 800,
     lambda_mi: Annotated[float, typer.Option(help="Weight of the InfoNCE term.")] = 1.0,
     lambda_reg: Annotated[float, typer.Option(help="Weight of the kNN smoothness term.")] = 1.0,
-    tau: Annotated[float, typer.Option(help="InfoNCE temperature.")] = 0.1,
+    tau: Annotated[Optional[float], typer.Option(help="InfoNCE temperature (default 0.1; 0.3 with --association none).")] = None,
+    pixels: Annotated[int, typer.Option(help="--association none: pixels per step of Eq. 12's rendered-activation "
+                                             "term (0: off, the default; it renders every Gaussian's activations).")] = 0,
     knn: Annotated[int, typer.Option(help="Neighbours of the smoothness term.")] = 16,
     branches: Annotated[Optional[list[str]], typer.Option(help="Branches to shape (repeat; default all).")] = None,
     touch_fraction: Annotated[float, typer.Option(help="Fraction of Gaussians the fine-tune may touch.")] = 0.15,
@@ -192,7 +194,7 @@ def shape(
     cfg = ShapeConfig(association=association.value, objective=objective.value, iters=iters, lambda_mi=lambda_mi,
                       lambda_reg=lambda_reg, tau=tau, knn=knn, branches=tuple(branches or ()),
                       touch_fraction=touch_fraction, sampling=sampling, side_width=side_width, fill_knn=fill_knn,
-                      seed=seed)
+                      pixels=pixels, seed=seed)
     report = shape_run(run, masks, out, cfg, data=data, gt_labels=gt_labels, resume=resume, device=device.value)
     typer.echo(f"shaped {out}: touched {report['fraction_touched']:.1%} of Gaussians, test PSNR "
                f"{report['psnr_before']:.2f} -> {report['psnr_after']:.2f} dB, {report['seconds']:.0f} s")

@@ -92,10 +92,20 @@ def lift_masks(model, dataset: SceneDataset, masks_dir, association: str = "trac
 
 
 def lift_per_view(model, cameras: list[Camera], masks: list[torch.Tensor], ignore_id: int | None = 0,
-                  min_weight: float = 0.05, progress: bool = True) -> torch.Tensor:
+                  min_weight: float = 0.05, fill_knn: int = 0, fill_color_weight: float = 0.3,
+                  progress: bool = True) -> torch.Tensor:
     """(V, N) Eq. 9 within each view alone: the view's mask id at each Gaussian's best pixel
-    (-1 if the view does not show it). Ids are compared only within a view: no association."""
-    return _lift_views(model, cameras, masks, ignore_id, min_weight, progress)[1]
+    (-1 if the view does not show it). Ids are compared only within a view: no association.
+
+    ``fill_knn`` > 0: Gaussians no view shows take, in each view, the majority id of their
+    nearest seen Gaussians (fill_unseen_per_view).
+    """
+    weights, per_view = _lift_views(model, cameras, masks, ignore_id, min_weight, progress)
+    if fill_knn > 0:
+        with torch.no_grad():
+            feats = fill_features(model.centroids.detach(), model.view_independent_colors(), fill_color_weight)
+        per_view = fill_unseen_per_view(per_view, weights >= min_weight, feats.to(per_view.device), fill_knn)
+    return per_view
 
 
 def _lift_views(model, cameras, masks, ignore_id, min_weight, progress) -> tuple[torch.Tensor, torch.Tensor]:
@@ -135,6 +145,39 @@ def fill_unseen(labels: torch.Tensor, seen: torch.Tensor, features: torch.Tensor
     winner[winner == IGNORED] = UNLABELLED
     out = labels.clone()
     out[unseen] = winner
+    return out
+
+
+def fill_unseen_per_view(per_view: torch.Tensor, seen_in_view: torch.Tensor, features: torch.Tensor,
+                         k: int = 8) -> torch.Tensor:
+    """fill_unseen within each view, so that ids still never cross views (tracker-free mode).
+
+    per_view: (V, N) per-view ids (-1 unlabelled); seen_in_view: (V, N) bool, contributes to
+    that view. A Gaussian no view shows gets its k nearest Gaussians some view shows (in
+    ``features``, once); in view v, those that v shows vote with their v id (seen on the ignore
+    id: "no object"), the others abstain. The majority id wins; a "no object" majority, or no
+    vote at all, leaves it unlabelled in v.
+    """
+    from structgs.shaping.knn import knn_query
+
+    seen = seen_in_view.any(dim=0)
+    unseen = torch.nonzero(~seen).flatten()
+    out = per_view.clone()
+    if unseen.numel() == 0 or not seen.any() or k <= 0:
+        return out
+    seen_idx = torch.nonzero(seen).flatten()
+    nbr = seen_idx[knn_query(features[unseen], features[seen_idx], k).to(seen_idx.device)]  # (U, k) Gaussian ids
+    abstain = IGNORED - 1
+    for v in range(per_view.shape[0]):
+        votes = per_view[v][nbr]  # (U, k)
+        votes = torch.where(votes == UNLABELLED, torch.full_like(votes, IGNORED), votes)
+        votes = torch.where(seen_in_view[v][nbr], votes, torch.full_like(votes, abstain))
+        # majority over the non-abstaining votes: count equal pairs (k is small)
+        counts = ((votes[:, :, None] == votes[:, None, :]) & (votes[:, None, :] != abstain)).sum(-1)
+        counts = torch.where(votes == abstain, torch.full_like(counts, -1), counts)
+        winner = votes.gather(1, counts.argmax(dim=1, keepdim=True))[:, 0]
+        winner[(winner == IGNORED) | (winner == abstain)] = UNLABELLED
+        out[v, unseen] = winner
     return out
 
 

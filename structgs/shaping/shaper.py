@@ -114,13 +114,26 @@ class Shaper:
         elif cfg.view_gaussians:
             masks = [self.ds.mask(c, self.masks_dir).to(self.device) for c in self.cams]
             self._masks.update({c.name: mk for c, mk in zip(self.cams, masks)})  # the pixel term reuses them
-            self.view_labels = lift_per_view(self.model, self.cams, masks, cfg.ignore_id, cfg.min_weight,
-                                             self.progress).to(self.device)
-            self.view_index = {c.name: v for v, c in enumerate(self.cams)}
-            self.lift_info = {"coverage_per_view": float((self.view_labels >= 0).any(0).float().mean())}
+            view_labels = lift_per_view(self.model, self.cams, masks, cfg.ignore_id, cfg.min_weight, cfg.fill_knn,
+                                        cfg.fill_color_weight, self.progress).to(self.device)
+            labelled = view_labels != UNLABELLED
+            self.lift_info = {"coverage": float(labelled.any(0).float().mean()),
+                              "views_per_gaussian": float(labelled.sum(0).float().mean())}
+            if gt_labels is not None:  # per view, after optimal id matching (ids mean nothing across views)
+                gt = gt_labels.to(view_labels.device)
+                acc = [matched_accuracy(v, gt) * int((v >= 0).sum()) for v in view_labels]
+                self.lift_info["accuracy_per_view"] = sum(acc) / max(int(labelled.sum()), 1)
         self.pool = sample_pool(self.model.centroids.detach(), cfg.touch_fraction, cfg.sampling, self.gen).to(self.device)
+        if cfg.association == "none" and cfg.view_gaussians:
+            self._set_view_labels(view_labels)
         k = min(cfg.knn + 1, self.pool.numel())
         self.pool_knn = knn_indices(self.model.centroids.detach()[self.pool], k)[:, 1:]  # positions within the pool
+
+    def _set_view_labels(self, view_labels: torch.Tensor) -> None:
+        """(V, N) per-view ids of the tracker-free mode, and how many views label each pool Gaussian."""
+        self.view_labels = view_labels.to(self.device)
+        self.view_index = {c.name: v for v, c in enumerate(self.cams)}
+        self.pool_view_counts = (self.view_labels[:, self.pool] != UNLABELLED).sum(0)
 
     # --- one step -----------------------------------------------------------------------
     def _step_lifted(self, cam) -> dict[str, torch.Tensor]:
@@ -138,7 +151,7 @@ class Shaper:
         for b in self.branches:
             feats = branch_features(m, b, idx, view, cfg.objective)
             if has.sum() > 1:
-                mi = mi + supervised_infonce(feats[has], lab[has], cfg.tau)
+                mi = mi + supervised_infonce(feats[has], lab[has], cfg.temperature)
             if cfg.lambda_reg > 0:
                 a = feats if cfg.objective == "activation" else m.activations(b, idx, view)
                 with torch.no_grad():
@@ -164,7 +177,64 @@ class Shaper:
         return torch.cat(picks).to(self.device)
 
     def _step_tracker_free(self, cam) -> dict[str, torch.Tensor]:
-        """Eq. 12: InfoNCE on pixels of A(p) = sum_i w_i(p) a_i, with this view's own mask ids."""
+        """Tracker-free step: every id is compared only with ids of the same view.
+
+        * Eq. 12 (``pixels`` > 0): InfoNCE on pixels of A(p) = sum_i w_i(p) a_i, rendered from every
+          Gaussian's activations (so it touches every Gaussian the view shows);
+        * per-view Gaussians (``view_gaussians``): InfoNCE on a batch of the pool labelled by this
+          view alone (Eq. 9 within the view, unseen Gaussians filled within it);
+        * Eq. 10 on the batch.
+        """
+        cfg, m = self.cfg, self.model
+        pos = self._view_batch_positions(cam, cfg.batch)
+        idx, nbr = self.pool[pos], self.pool[self.pool_knn[pos]]
+        mi = torch.zeros((), device=self.device)
+        if cfg.pixels > 0 and cfg.pixel_weight > 0:
+            view = m.view_inputs(cam)
+            feats = torch.cat([m.activations(b, None, view) for b in self.branches], dim=1)
+            width = feats.shape[1] // len(self.branches)
+            per_branch = [feats[:, k * width:(k + 1) * width] for k in range(len(self.branches))]
+            mi = mi + cfg.pixel_weight * self._pixel_infonce(cam, feats, len(self.branches))
+            batch = [a[idx] for a in per_branch]
+            neighbours = [a[nbr].detach() for a in per_branch]
+        else:  # only the batch and its neighbours: touches the pool alone
+            view, nview = m.view_inputs(cam, idx), m.view_inputs(cam, nbr.reshape(-1))
+            batch = [m.activations(b, idx, view) for b in self.branches]
+            with torch.no_grad():
+                neighbours = [m.activations(b, nbr.reshape(-1), nview).reshape(*nbr.shape, -1) for b in self.branches]
+            self.touched[idx] = True
+        if cfg.view_gaussians:
+            lab = self.view_labels[self.view_index[cam.name], idx]
+            has = lab != UNLABELLED
+            if has.sum() > 1:
+                for a in batch:
+                    mi = mi + supervised_infonce(a[has], lab[has], cfg.temperature)
+        reg = torch.zeros((), device=self.device)
+        if cfg.lambda_reg > 0:
+            for a, na in zip(batch, neighbours):
+                reg = reg + knn_smoothness(a, na)
+        rec = torch.zeros((), device=self.device)
+        if not self.side:
+            rec = self._recon(cam, idx, m.view_inputs(cam, idx))
+        return {"mi": mi / len(self.branches), "reg": reg / len(self.branches), "recon": rec}
+
+    def _view_batch_positions(self, cam, bsz: int) -> torch.Tensor:
+        """Positions within the pool for a tracker-free step: drawn among the Gaussians this view
+        labels, each with probability 1 / (number of views labelling it), so that a Gaussian few
+        views show is supervised as often as one every view shows (uniform draws left those at
+        cos 0.86-0.92 to their object's mean vs 0.96-0.99)."""
+        if not self.cfg.view_gaussians:
+            return torch.randperm(self.pool.numel(), generator=self.gen)[:bsz].to(self.device)
+        lab = self.view_labels[self.view_index[cam.name], self.pool]
+        cand = torch.nonzero(lab != UNLABELLED).flatten()
+        if cand.numel() <= bsz:
+            return cand
+        w = 1.0 / self.pool_view_counts[cand].clamp_min(1).float()
+        return cand[torch.multinomial(w.cpu(), bsz, replacement=False, generator=self.gen).to(self.device)]
+
+    def _pixel_infonce(self, cam, feats: torch.Tensor, groups: int) -> torch.Tensor:
+        """Eq. 12 on ``pixels`` pixels of this view's mask (ids != ignore_id, at least
+        ``pixel_margin`` pixels from another id), summed over the ``groups`` channel groups."""
         cfg, m = self.cfg, self.model
         small = cam.scaled(cfg.feature_downscale)
         if cam.name not in self._masks:  # read each view's mask once, not every step
@@ -173,41 +243,25 @@ class Shaper:
         ys = (torch.arange(small.height, device=self.device) + 0.5) * cam.height / small.height
         xs = (torch.arange(small.width, device=self.device) + 0.5) * cam.width / small.width
         ids = mask[ys.long().clamp(max=cam.height - 1)][:, xs.long().clamp(max=cam.width - 1)]
-        valid = torch.nonzero((ids != cfg.ignore_id).reshape(-1)).flatten()
+        keep = ids != cfg.ignore_id
+        if cfg.pixel_margin > 0:  # boundary pixels blend two objects: leave them out
+            r = cfg.pixel_margin
+            f = ids[None, None].float()
+            hi = F.max_pool2d(f, 2 * r + 1, stride=1, padding=r)[0, 0]
+            lo = -F.max_pool2d(-f, 2 * r + 1, stride=1, padding=r)[0, 0]
+            keep &= hi == lo
+        valid = torch.nonzero(keep.reshape(-1)).flatten()
         with torch.no_grad():
             s = m.decode(cam)
-        view = m.view_inputs(cam)
-        feats = torch.cat([m.activations(b, None, view) for b in self.branches], dim=1)
         out = rasterize(s.means, s.quats, s.scales, s.opacities, feats, small)
         self.touched |= out.radii > 0
-        mi = torch.zeros((), device=self.device)
-        width = feats.shape[1] // len(self.branches)
-        per_branch = [feats[:, k * width:(k + 1) * width] for k in range(len(self.branches))]
-        if valid.numel() > 1:
-            pick = valid[torch.randperm(valid.numel(), generator=self.gen)[: cfg.pixels].to(self.device)]
-            A = out.image.reshape(-1, feats.shape[1])[pick]
-            lab = ids.reshape(-1)[pick]
-            for k in range(len(self.branches)):
-                mi = mi + supervised_infonce(A[:, k * width:(k + 1) * width], lab, cfg.tau)
-        # a batch of the pool, on the activations already computed for the render: per-view
-        # Gaussian InfoNCE and Eq. 10 carry the pixels' supervision to each Gaussian (and to the
-        # ones no view shows)
-        pos = torch.randperm(self.pool.numel(), generator=self.gen)[: cfg.batch].to(self.device)
-        idx, nbr = self.pool[pos], self.pool[self.pool_knn[pos]]
-        if cfg.view_gaussians:  # the batch's Gaussians this view labels, with this view's ids
-            lab = self.view_labels[self.view_index[cam.name], idx]
-            has = lab != UNLABELLED
-            if has.sum() > 1:
-                for a in per_branch:
-                    mi = mi + supervised_infonce(a[idx[has]], lab[has], cfg.tau)
-        reg = torch.zeros((), device=self.device)
-        if cfg.lambda_reg > 0:
-            for a in per_branch:
-                reg = reg + knn_smoothness(a[idx], a[nbr].detach())
-        rec = torch.zeros((), device=self.device)
-        if not self.side:
-            rec = self._recon(cam, idx, m.view_inputs(cam, idx))
-        return {"mi": mi / len(self.branches), "reg": reg / len(self.branches), "recon": rec}
+        if valid.numel() < 2:
+            return torch.zeros((), device=self.device)
+        pick = valid[torch.randperm(valid.numel(), generator=self.gen)[: cfg.pixels].to(self.device)]
+        A = out.image.reshape(-1, feats.shape[1])[pick]
+        lab = ids.reshape(-1)[pick]
+        width = feats.shape[1] // groups
+        return sum(supervised_infonce(A[:, k * width:(k + 1) * width], lab, cfg.temperature) for k in range(groups))
 
     def _recon(self, cam, idx, view) -> torch.Tensor:
         if self.cfg.recon == "photometric":
@@ -287,7 +341,8 @@ class Shaper:
     def checkpoint(self) -> None:
         state = {"step": self.step, "gen": self.gen.get_state(), "torch_rng": torch.get_rng_state(),
                  "opt": self.opt.state_dict(), "labels": self.labels, "pool": self.pool, "pool_knn": self.pool_knn,
-                 "touched": self.touched, "lift_info": self.lift_info, "teacher": self.teacher.state_dict()}
+                 "touched": self.touched, "lift_info": self.lift_info, "teacher": self.teacher.state_dict(),
+                 "view_labels": getattr(self, "view_labels", None)}
 
         def write(tmp: Path) -> None:
             self.model.save_pretrained(tmp)
@@ -306,6 +361,8 @@ class Shaper:
         self.opt.load_state_dict(st["opt"])
         self.step, self.labels, self.pool, self.pool_knn = st["step"], st["labels"], st["pool"], st["pool_knn"]
         self.touched, self.lift_info = st["touched"], st["lift_info"]
+        if st.get("view_labels") is not None:
+            self._set_view_labels(st["view_labels"])
         self.gen.set_state(st["gen"])
         torch.set_rng_state(st["torch_rng"])
         log.info("resuming shaping at step %d", self.step)
