@@ -62,6 +62,10 @@ def main() -> None:
 
             masks = shuffle_mask_ids(scene / "masks", args.workdir / "masks_shuffled", seed=1)
         for objective in args.objectives:
+            if association == "none" and objective == "jacobian":
+                print("== objective jacobian, association none: not a combination (the tracker-free mode shapes "
+                      "activations only)")
+                continue
             print(f"== objective {objective}, association {association}, side width {args.side_width}, {args.iters} steps"
                   + ("" if association == "tracked" else " (ids shuffled per view)"))
             out = args.workdir / f"bench_shape_{objective}_{association}_side{args.side_width}"

@@ -100,3 +100,25 @@ def test_train_py_fits_and_shapes(small_scene_dir, tmp_path):
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "run" / "config.json").is_file() and (tmp_path / "run-shaped" / "shape_report.json").is_file()
+
+
+def test_shape_cli_tracker_free_from_per_view_ids(fitted_small_run, small_scene_dir, tmp_path):
+    import json
+
+    from structgs.data.synthetic import shuffle_mask_ids
+
+    raw = shuffle_mask_ids(small_scene_dir / "masks", tmp_path / "raw", seed=2)  # ids per view only
+    before = {p: p.read_bytes() for p in fitted_small_run.rglob("*") if p.is_file()}
+    out = tmp_path / "shaped"
+    r = _run("shape", fitted_small_run, "--masks", raw, "--out", out, "--association", "none", "--iters", "200",
+             "--gt-labels", small_scene_dir / "labels.npy", "--device", "cpu")
+    assert "touched 15.0%" in r.stdout
+    report = json.loads((out / "shape_report.json").read_text())
+    assert report["config"]["association"] == "none" and report["config"]["pixels"] == 0
+    e = report["activation_cosine"]["opacity"]
+    assert e["within_min"] > 0.85 and e["between_max"] < 0.15, e
+    assert {p: p.read_bytes() for p in fitted_small_run.rglob("*") if p.is_file()} == before  # RUN untouched
+    r = _run("shape", fitted_small_run, "--masks", raw, "--out", out, "--association", "none", ok=False)
+    assert r.returncode != 0 and "--resume" in r.stderr
+    r = _run("shape", fitted_small_run, "--masks", raw, "--out", tmp_path / "x", "--pixels", "-1", ok=False)
+    assert r.returncode != 0 and "pixels must be >= 0" in r.stderr

@@ -46,8 +46,8 @@ def test_tracked_shaping_separates_objects(tracked, fitted_small_run):
         e = report["activation_cosine"][branch]
         # the targets, on every object / pair (measured >= 0.93 and <= 0.063 at 300 steps)
         assert e["within_min"] >= 0.9 and e["between_max"] <= 0.1, (branch, e["within_min"], e["between_max"])
-    e = report["activation_cosine"]["color"]  # view-dependent input; its worst object lags at 300 steps (0.78)
-    assert e["within_mean"] >= 0.9 and e["within_min"] >= 0.7 and e["between_max"] <= 0.1, e
+    e = report["activation_cosine"]["color"]  # view-dependent input; its worst object lags at 300 steps (0.92)
+    assert e["within_mean"] >= 0.9 and e["within_min"] >= 0.85 and e["between_max"] <= 0.1, e
     # before shaping the same matrix shows no object structure
     from structgs.shaping.shaper import activation_report
     from structgs.pipeline.render_views import run_dataset
@@ -148,6 +148,28 @@ def test_tracker_free_pixel_term_renders_activations(fitted_small_run, shuffled_
     assert report["fraction_touched"] > 0.5
     within, between_max, between_mean = _summary(report)
     assert within - between_mean > 0.15, (within, between_mean)
+
+
+def test_tracker_free_views_without_objects(fitted_small_run, shuffled_masks, tmp_path):
+    from structgs.scene.images import load_id_mask, save_id_mask
+
+    blank = tmp_path / "half_blank"
+    files = sorted(shuffled_masks.rglob("*.png"))
+    for i, f in enumerate(files):  # every other view shows no object at all
+        m = load_id_mask(f)
+        save_id_mask(m if i % 2 else torch.zeros_like(m), blank / f.relative_to(shuffled_masks))
+    cfg = ShapeConfig(association="none", iters=40, checkpoint_every=0)
+    report = shape_run(fitted_small_run, blank, tmp_path / "out", cfg, device="cpu", progress=False)
+    model = SceneModel.from_pretrained(tmp_path / "out")
+    assert all(torch.isfinite(p).all() for p in model.parameters())  # empty batches add nothing, not NaN
+    within, _, between_mean = _summary(report)
+    assert within - between_mean > 0.3
+    for f in files:  # nothing at all to learn from: a clear error, not a silent no-op
+        save_id_mask(torch.zeros_like(load_id_mask(f)), blank / f.relative_to(shuffled_masks))
+    for association in ("none", "tracked"):
+        with pytest.raises(ValueError, match="label no Gaussian"):
+            shape_run(fitted_small_run, blank, tmp_path / association, ShapeConfig(association=association, iters=5),
+                      device="cpu", progress=False)
 
 
 def test_shaping_resumes_exactly(fitted_small_run, shuffled_masks, tmp_path, monkeypatch):

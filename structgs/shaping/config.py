@@ -127,8 +127,8 @@ class ShapeConfig:
             raise ValueError("shape: the tracker-free mode needs view_gaussians or a pixel term (pixels > 0 and "
                              "pixel_weight > 0); with neither there is no InfoNCE term")
         if self.association == "none" and self.objective == "jacobian":
-            raise ValueError("shape: the tracker-free mode (association none) shapes rendered activations; "
-                             "use objective activation")
+            raise ValueError("shape: the tracker-free mode (association none) shapes activations only; the "
+                             "JacobiGS baseline (objective jacobian) needs association tracked or overlap")
 
     @property
     def temperature(self) -> float:

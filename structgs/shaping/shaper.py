@@ -123,6 +123,9 @@ class Shaper:
                 gt = gt_labels.to(view_labels.device)
                 acc = [matched_accuracy(v, gt) * int((v >= 0).sum()) for v in view_labels]
                 self.lift_info["accuracy_per_view"] = sum(acc) / max(int(labelled.sum()), 1)
+        if self.lift_info.get("coverage", 1.0) == 0:
+            raise ValueError(f"{self.masks_dir}: the masks label no Gaussian (every mask pixel has the ignore id "
+                             f"{cfg.ignore_id}, or lies where no Gaussian contributes)")
         self.pool = sample_pool(self.model.centroids.detach(), cfg.touch_fraction, cfg.sampling, self.gen).to(self.device)
         if cfg.association == "none" and cfg.view_gaussians:
             self._set_view_labels(view_labels)
@@ -187,6 +190,9 @@ class Shaper:
         """
         cfg, m = self.cfg, self.model
         pos = self._view_batch_positions(cam, cfg.batch)
+        zero = torch.zeros((), device=self.device)
+        if pos.numel() == 0 and not (cfg.pixels > 0 and cfg.pixel_weight > 0):  # the view labels none of the pool
+            return {"mi": zero, "reg": zero, "recon": zero}
         idx, nbr = self.pool[pos], self.pool[self.pool_knn[pos]]
         mi = torch.zeros((), device=self.device)
         if cfg.pixels > 0 and cfg.pixel_weight > 0:
@@ -202,7 +208,7 @@ class Shaper:
             batch = [m.activations(b, idx, view) for b in self.branches]
             with torch.no_grad():
                 neighbours = [m.activations(b, nbr.reshape(-1), nview).reshape(*nbr.shape, -1) for b in self.branches]
-            self.touched[idx] = True
+        self.touched[idx] = True
         if cfg.view_gaussians:
             lab = self.view_labels[self.view_index[cam.name], idx]
             has = lab != UNLABELLED
@@ -210,11 +216,11 @@ class Shaper:
                 for a in batch:
                     mi = mi + supervised_infonce(a[has], lab[has], cfg.temperature)
         reg = torch.zeros((), device=self.device)
-        if cfg.lambda_reg > 0:
+        if cfg.lambda_reg > 0 and idx.numel() > 0:  # a view may label none of the pool
             for a, na in zip(batch, neighbours):
                 reg = reg + knn_smoothness(a, na)
         rec = torch.zeros((), device=self.device)
-        if not self.side:
+        if not self.side and idx.numel() > 0:
             rec = self._recon(cam, idx, m.view_inputs(cam, idx))
         return {"mi": mi / len(self.branches), "reg": reg / len(self.branches), "recon": rec}
 
@@ -283,9 +289,10 @@ class Shaper:
             cam = self.cams[int(torch.randint(len(self.cams), (1,), generator=self.gen))]
             parts = self._step_tracker_free(cam) if cfg.association == "none" else self._step_lifted(cam)
             loss = cfg.lambda_recon * parts["recon"] + cfg.lambda_mi * parts["mi"] + cfg.lambda_reg * parts["reg"]
-            self.opt.zero_grad(set_to_none=True)
-            loss.backward()
-            self.opt.step()
+            if loss.requires_grad:  # else nothing to learn from this view (its masks label no Gaussian)
+                self.opt.zero_grad(set_to_none=True)
+                loss.backward()
+                self.opt.step()
             if self.step % 10 == 0:
                 bar.set_postfix(mi=f"{parts['mi'].item():.3f}", reg=f"{parts['reg'].item():.3f}",
                                 recon=f"{parts['recon'].item():.4f}", touched=f"{self.touched_fraction:.1%}")
