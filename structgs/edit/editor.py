@@ -154,6 +154,11 @@ class SceneEditor:
         s = self.model.decode(index=idx, view=view)
         return {"opacity": s.opacities[:, None], "color": s.colors, "motion": s.offsets}[branch]
 
+    def _group_means(self, branch: str, idxs: list[torch.Tensor], channels: list[int], view) -> torch.Tensor:
+        """(K, C) mean of ``channels`` of ``branch``'s output over each index group."""
+        return torch.stack([self._branch_outputs(branch, idx, None if view is None else view[idx])[:, channels].mean(0)
+                            for idx in idxs])
+
     @torch.no_grad()
     def _solve(self, kind: str, branch: str, sels: list[torch.Tensor], targets, channels: list[int],
                iters: int, tol: float, view=None) -> EditRecord:
@@ -188,8 +193,7 @@ class SceneEditor:
                 if n_groups > 1:
                     lab = cosine_kmeans(m.activations(branch, ridx, rview), n_groups)
                     groups = [ridx[lab == g] for g in lab.unique().tolist()]
-                now = torch.stack([self._branch_outputs(branch, g, None if view is None else view[g])[:, channels].mean(0)
-                                   for g in groups])
+                now = self._group_means(branch, groups, channels, view)
                 sel_err = self._iterate(W, branch, idxs + groups, torch.cat([tgt, now]), channels, len(sels), iters,
                                         tol, view)
                 change = float((self._branch_outputs(branch, ridx, rview)[:, channels] - rest_before).abs().mean())
@@ -199,8 +203,7 @@ class SceneEditor:
             best = min((c for c in cands if c[0] <= reach), key=lambda c: c[1])
             W.copy_(best[3])
             rec.info.update(pinned_groups=best[2], rest_mean_change=best[1])
-        final = torch.stack([self._branch_outputs(branch, idx, None if view is None else view[idx])[:, channels].mean(0)
-                             for idx in idxs])
+        final = self._group_means(branch, idxs, channels, view)
         rec.info["achieved"] = final.tolist()
         return self._commit(rec)
 
@@ -210,14 +213,9 @@ class SceneEditor:
         targets), the rest pinned groups (soft). Returns the selections' final max error."""
         m = self.model
         K, C = len(idxs), len(channels)
-
-        def means():
-            return torch.stack([self._branch_outputs(branch, idx, None if view is None else view[idx])[:, channels].mean(0)
-                                for idx in idxs])
-
         for it in range(iters):
             jbars = []
-            err = tgt - means()
+            err = tgt - self._group_means(branch, idxs, channels, view)
             if err.abs().max() < tol:
                 break
             per_sel = []
@@ -245,7 +243,7 @@ class SceneEditor:
             if branch != "motion":  # damp large steps so the linearisation stays trustworthy
                 step = min(1.0, 0.5 * W.norm().item() / max(dW.norm().item(), 1e-12))
             W.add_(step * dW)
-        return float((tgt - means())[:n_sel].abs().max())
+        return float((tgt - self._group_means(branch, idxs, channels, view))[:n_sel].abs().max())
 
 
 def cosine_kmeans(x: torch.Tensor, k: int, iters: int = 15) -> torch.Tensor:

@@ -77,7 +77,8 @@ class Shaper:
         self.pool: torch.Tensor | None = None
         self.touched = torch.zeros(model.num_gaussians, dtype=torch.bool, device=self.device)
         self.lift_info: dict = {}
-        self._masks: dict[str, torch.Tensor] = {}
+        self._masks: dict[str, torch.Tensor] = {}  # full-resolution masks read by prepare, until used
+        self._pixel_ids: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         for p in (model.centroids, model.latents, *model.explicit.values()):
             p.requires_grad_(False)
         self.side = self.cfg.side_width > 0
@@ -113,7 +114,8 @@ class Shaper:
             self.labels = labels.to(self.device)
         elif cfg.view_gaussians:
             masks = [self.ds.mask(c, self.masks_dir).to(self.device) for c in self.cams]
-            self._masks.update({c.name: mk for c, mk in zip(self.cams, masks)})  # the pixel term reuses them
+            if cfg.pixels > 0 and cfg.pixel_weight > 0:  # the pixel term reuses them once per view
+                self._masks.update({c.name: mk for c, mk in zip(self.cams, masks)})
             view_labels = lift_per_view(self.model, self.cams, masks, cfg.ignore_id, cfg.min_weight, cfg.fill_knn,
                                         cfg.fill_color_weight, self.progress).to(self.device)
             labelled = view_labels != UNLABELLED
@@ -224,6 +226,25 @@ class Shaper:
             rec = self._recon(cam, idx, m.view_inputs(cam, idx))
         return {"mi": mi / len(self.branches), "reg": reg / len(self.branches), "recon": rec}
 
+    def _feature_ids(self, cam, small) -> tuple[torch.Tensor, torch.Tensor]:
+        """This view's mask ids sampled at the feature image's pixel centres, and the flat indices
+        of the pixels Eq. 12 may use (not the ignore id, ``pixel_margin`` from another id)."""
+        cfg = self.cfg
+        mask = self._masks.pop(cam.name, None)
+        if mask is None:
+            mask = self.ds.mask(cam, self.masks_dir).to(self.device)
+        ys = (torch.arange(small.height, device=self.device) + 0.5) * cam.height / small.height
+        xs = (torch.arange(small.width, device=self.device) + 0.5) * cam.width / small.width
+        ids = mask[ys.long().clamp(max=cam.height - 1)][:, xs.long().clamp(max=cam.width - 1)]
+        keep = ids != cfg.ignore_id
+        if cfg.pixel_margin > 0:  # boundary pixels blend two objects: leave them out
+            r = cfg.pixel_margin
+            f = ids[None, None].float()
+            hi = F.max_pool2d(f, 2 * r + 1, stride=1, padding=r)[0, 0]
+            lo = -F.max_pool2d(-f, 2 * r + 1, stride=1, padding=r)[0, 0]
+            keep &= hi == lo
+        return ids, torch.nonzero(keep.reshape(-1)).flatten()
+
     def _view_batch_positions(self, cam, bsz: int) -> torch.Tensor:
         """Positions within the pool for a tracker-free step: drawn among the Gaussians this view
         labels, each with probability 1 / (number of views labelling it), so that a Gaussian few
@@ -243,20 +264,9 @@ class Shaper:
         ``pixel_margin`` pixels from another id), summed over the ``groups`` channel groups."""
         cfg, m = self.cfg, self.model
         small = cam.scaled(cfg.feature_downscale)
-        if cam.name not in self._masks:  # read each view's mask once, not every step
-            self._masks[cam.name] = self.ds.mask(cam, self.masks_dir).to(self.device)
-        mask = self._masks[cam.name]
-        ys = (torch.arange(small.height, device=self.device) + 0.5) * cam.height / small.height
-        xs = (torch.arange(small.width, device=self.device) + 0.5) * cam.width / small.width
-        ids = mask[ys.long().clamp(max=cam.height - 1)][:, xs.long().clamp(max=cam.width - 1)]
-        keep = ids != cfg.ignore_id
-        if cfg.pixel_margin > 0:  # boundary pixels blend two objects: leave them out
-            r = cfg.pixel_margin
-            f = ids[None, None].float()
-            hi = F.max_pool2d(f, 2 * r + 1, stride=1, padding=r)[0, 0]
-            lo = -F.max_pool2d(-f, 2 * r + 1, stride=1, padding=r)[0, 0]
-            keep &= hi == lo
-        valid = torch.nonzero(keep.reshape(-1)).flatten()
+        if cam.name not in self._pixel_ids:  # each view's ids at feature resolution, made once
+            self._pixel_ids[cam.name] = self._feature_ids(cam, small)
+        ids, valid = self._pixel_ids[cam.name]
         with torch.no_grad():
             s = m.decode(cam)
         out = rasterize(s.means, s.quats, s.scales, s.opacities, feats, small)
