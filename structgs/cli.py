@@ -179,8 +179,10 @@ def shape(
     sampling: Annotated[str, typer.Option(help="Pool sampling: uniform or fps.")] = "uniform",
     side_width: Annotated[int, typer.Option(help="Width of the object side channel that is shaped (the scene cannot "
                                                   "change); 0 fine-tunes the decoder itself (costs PSNR).")] = 64,
-    fill_knn: Annotated[int, typer.Option(help="Unseen Gaussians take the majority label of this many nearest seen "
-                                                "ones (0: leave them unlabelled).")] = 8,
+    fill_knn: Annotated[int, typer.Option(help="Unseen or low-confidence Gaussians take the majority label of this "
+                                                "many nearest confidently labelled ones (0: leave them).")] = 16,
+    band: Annotated[int, typer.Option(help="Mask pixels within this many pixels of an id change do not vote "
+                                           "(boundary jitter).")] = 2,
     data: Annotated[Optional[Path], typer.Option(help="Dataset (default: the run's).")] = None,
     gt_labels: Annotated[Optional[Path], typer.Option(help="Ground-truth labels .npy for the report.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue a killed shaping run.")] = False,
@@ -189,17 +191,17 @@ def shape(
 ) -> None:
     """Shape a fitted decoder with 2D masks (InfoNCE on activations) into a new run."""
     from structgs.shaping.config import ShapeConfig
-    from structgs.shaping.shaper import format_matrix, shape_run
+    from structgs.shaping.shaper import format_lifting, format_matrix, shape_run
 
     cfg = ShapeConfig(association=association.value, objective=objective.value, iters=iters, lambda_mi=lambda_mi,
                       lambda_reg=lambda_reg, tau=tau, knn=knn, branches=tuple(branches or ()),
                       touch_fraction=touch_fraction, sampling=sampling, side_width=side_width, fill_knn=fill_knn,
-                      pixels=pixels, seed=seed)
+                      pixels=pixels, seed=seed, band=band)
     report = shape_run(run, masks, out, cfg, data=data, gt_labels=gt_labels, resume=resume, device=device.value)
     typer.echo(f"shaped {out}: touched {report['fraction_touched']:.1%} of Gaussians, test PSNR "
                f"{report['psnr_before']:.2f} -> {report['psnr_after']:.2f} dB, {report['seconds']:.0f} s")
     if report["lifting"]:
-        typer.echo(f"lifting: {report['lifting']}")
+        typer.echo(format_lifting(report["lifting"]))
     for b, entry in report.get("activation_cosine", {}).items():
         typer.echo(f"{b}: mean activation cosine, object x object\n{format_matrix(entry)}")
 
@@ -359,6 +361,9 @@ def masks(
     text: Annotated[Optional[str], typer.Option(help="Mask one object named by text (Grounding DINO -> SAM 2).")] = None,
     refine: Annotated[bool, typer.Option("--refine/--no-refine", help="Prompted: re-prompt SAM 2 inside each propagated mask (SA3D).")] = True,
     points_per_side: Annotated[int, typer.Option(help="Automatic: prompt grid size.")] = 16,
+    ids: Annotated[str, typer.Option(help="Automatic masks: how ids are made consistent across views: consensus "
+                                          "(through --ply's Gaussians; robust to merged/split masks), chain "
+                                          "(the tracker along the views), auto (consensus with --ply).")] = "auto",
     device: Annotated[DeviceChoice, typer.Option(help="Where to compute.")] = DeviceChoice.auto,
 ) -> None:
     """Turn the views' images into id masks with one id per object across views (or one prompted object)."""
@@ -369,7 +374,7 @@ def masks(
                           scene_json=scene_json, ply=ply, tracker=tracker.value, device=device.value)
     summary = make_masks(data, out, sources, split=split.value, view=view,
                          pixels=[_parse_pixel(p) for p in pixel] if pixel else None, text=text, refine=refine,
-                         auto=AutoMaskConfig(points_per_side=points_per_side))
+                         auto=AutoMaskConfig(points_per_side=points_per_side), ids=ids)
     objs = summary["objects"]
     typer.echo(f"{len(summary['order'])} views, {len(objs)} objects -> {out}")
     for oid, info in objs.items():

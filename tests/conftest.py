@@ -37,3 +37,46 @@ def fitted_small_run(small_scene_dir, tmp_path_factory) -> Path:
     cfg = FitConfig(stage1_iters=400, stage1_batch=4096, stage2_iters=30, checkpoint_every=0)
     Fitter(small_scene_dir, out, ply=small_scene_dir / "gaussians.ply", config=cfg, device="cpu", progress=False).run()
     return out
+
+
+FAST_SHAPING = dict(iters=300, repair_iters=100, checkpoint_every=0)
+
+
+@pytest.fixture(scope="session")
+def shuffled_masks(small_scene_dir, tmp_path_factory):
+    """The small scene's ground-truth masks with ids permuted independently per view."""
+    from structgs.data.synthetic import shuffle_mask_ids
+
+    return shuffle_mask_ids(small_scene_dir / "masks", tmp_path_factory.mktemp("shuffled") / "masks", seed=1)
+
+
+@pytest.fixture(scope="session")
+def tracked(fitted_small_run, small_scene_dir, tmp_path_factory):
+    from structgs.shaping.config import ShapeConfig
+    from structgs.shaping.shaper import shape_run
+
+    out = tmp_path_factory.mktemp("shaped") / "tracked"
+    return out, shape_run(fitted_small_run, small_scene_dir / "masks", out, ShapeConfig(**FAST_SHAPING), device="cpu",
+                          progress=False)
+
+
+@pytest.fixture(scope="session")
+def overlap_clean(fitted_small_run, shuffled_masks, tmp_path_factory):
+    from structgs.shaping.config import ShapeConfig
+    from structgs.shaping.shaper import shape_run
+
+    out = tmp_path_factory.mktemp("shaped") / "overlap"
+    return out, shape_run(fitted_small_run, shuffled_masks, out, ShapeConfig(association="overlap", **FAST_SHAPING),
+                          device="cpu", progress=False)
+
+
+@pytest.fixture(scope="session")
+def none_clean(fitted_small_run, shuffled_masks, tmp_path_factory):
+    from structgs.shaping.config import ShapeConfig
+    from structgs.shaping.shaper import shape_run
+
+    out = tmp_path_factory.mktemp("shaped") / "none"
+    return out, shape_run(fitted_small_run, shuffled_masks, out, ShapeConfig(association="none", **FAST_SHAPING),
+                          device="cpu", progress=False)
+
+

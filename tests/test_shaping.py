@@ -9,23 +9,10 @@ import torch
 from structgs.data.synthetic import shuffle_mask_ids
 from structgs.model import SceneModel
 from structgs.shaping.config import ShapeConfig
-from structgs.shaping.lifting import associate_by_overlap, matched_accuracy
 from structgs.shaping.losses import supervised_infonce
 from structgs.shaping.shaper import shape_run
 
 FAST = dict(iters=300, repair_iters=100, checkpoint_every=0)
-
-
-@pytest.fixture(scope="module")
-def shuffled_masks(small_scene_dir, tmp_path_factory):
-    return shuffle_mask_ids(small_scene_dir / "masks", tmp_path_factory.mktemp("shuffled") / "masks", seed=1)
-
-
-@pytest.fixture(scope="module")
-def tracked(fitted_small_run, small_scene_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("shaped") / "tracked"
-    return out, shape_run(fitted_small_run, small_scene_dir / "masks", out, ShapeConfig(**FAST), device="cpu",
-                          progress=False)
 
 
 def _summary(report, branch="motion"):
@@ -120,10 +107,10 @@ def test_fill_unseen_per_view_keeps_ids_within_each_view():
     assert fill_unseen_per_view(per_view, seen & torch.tensor([[1], [0]]).bool(), pts, k=3)[1, 8] == UNLABELLED
 
 
-def test_overlap_association_recovers_shuffled_ids(tracked, fitted_small_run, small_scene_dir, shuffled_masks, tmp_path):
-    report = shape_run(fitted_small_run, shuffled_masks, tmp_path / "ov", ShapeConfig(association="overlap", **FAST),
-                       device="cpu", progress=False)
+def test_overlap_association_recovers_shuffled_ids(overlap_clean):
+    _, report = overlap_clean
     assert report["lifting"]["accuracy"] > 0.9  # after optimal id matching with the ground truth
+    assert report["lifting"]["objects"] == 4  # ground + 3 objects, by consensus
     for branch in ("opacity", "scale", "rotation", "motion"):  # the targets, as with tracked ids
         e = report["activation_cosine"][branch]
         assert e["within_min"] >= 0.9 and e["between_max"] <= 0.1, (branch, e["within_min"], e["between_max"])
@@ -131,10 +118,9 @@ def test_overlap_association_recovers_shuffled_ids(tracked, fitted_small_run, sm
     assert e["within_mean"] >= 0.9 and e["between_max"] <= 0.1, e
 
 
-def test_tracker_free_mode_separates_objects(fitted_small_run, shuffled_masks, tmp_path):
+def test_tracker_free_mode_separates_objects(none_clean):
     # ids shuffled independently in every view: no id means anything outside its view
-    cfg = ShapeConfig(association="none", **FAST)
-    report = shape_run(fitted_small_run, shuffled_masks, tmp_path / "none", cfg, device="cpu", progress=False)
+    _, report = none_clean
     lift = report["lifting"]
     assert lift["coverage"] > 0.99 and lift["accuracy_per_view"] > 0.97, lift
     assert report["fraction_touched"] <= 0.15 + 1e-6  # no feature render by default: only the pool
@@ -211,16 +197,6 @@ def test_infonce_prefers_separated_features():
     mixed = separated.clone()
     mixed[3:] = mixed[3:] + torch.tensor([0.8, 0, 0])
     assert supervised_infonce(separated, labels) < supervised_infonce(mixed, labels)
-
-
-def test_overlap_association_on_synthetic_views():
-    # two views, same 3 objects, ids permuted: association must map them to 3 global ids
-    truth = torch.tensor([0, 0, 1, 1, 2, 2, 2, 0])
-    v0 = torch.tensor([5, 5, 7, 7, 9, 9, 9, 5])
-    v1 = torch.tensor([3, 3, 1, 1, 4, -1, 4, 3])
-    out, _ = associate_by_overlap(torch.stack([v0, v1]))
-    assert len(out[out >= 0].unique()) == 3
-    assert matched_accuracy(out[0], truth) == 1.0 and matched_accuracy(out[1][out[1] >= 0], truth[out[1] >= 0]) == 1.0
 
 
 def test_shape_errors(fitted_small_run, small_scene_dir, tmp_path):

@@ -3,12 +3,16 @@
 ``associate``: views are visited in camera-proximity order. On each view the tracker predicts
 the masks of the objects seen so far; the segmenter's automatic masks are matched to them
 (Hungarian on mask IoU). A matched proposal continues that object's id (the fresh mask wins,
-as in DEVA's integration step); a tracked object with no proposal keeps its propagated mask
+as in DEVA's integration step); a proposal that covers most of two tracked objects is a merge
+and is dropped (else it would fuse them for good); a tracked object with no proposal keeps its propagated mask
 in the output; a proposal mostly outside every known object enters as a new object with the
 next free id. Only objects with a fresh mask on the view condition the tracker, so a view
 where the segmenter missed an object neither confirms nor erodes it. A second pass fills the
 objects missed on a view from the tracker as it stands after all views (it knows each object
 from every side by then, like DEVA's bidirectional propagation).
+
+``associate_by_consensus`` (with the scene's 3DGS): no chain at all; every view's proposals vote
+onto the Gaussians and the objects are what most views agree on (masks.consensus).
 
 ``propagate_prompt``: one object from one prompt mask, carried along the proximity chain; each
 propagated mask can be refined by prompting the segmenter again with points deep inside it
@@ -23,6 +27,8 @@ import torch
 from tqdm import tqdm
 
 from structgs.masks.base import Segmenter, Tracker, interior_points, mask_iou_matrix, paint_id_map
+from structgs.masks.consensus import ConsensusConfig, FixedGaussians, consensus_labels, view_votes
+from structgs.render.api import rasterize
 from structgs.utils.log import get_logger
 
 log = get_logger("masks")
@@ -44,6 +50,11 @@ class AssociationConfig:
     their IoU is at least this (otherwise the tracked mask is kept)."""
     refine_points: int = 3
     """Prompted propagation: positive points sampled inside the tracked mask."""
+    merge_cover: float = 0.5
+    """A proposal holding at least this fraction of each of two tracked (or consensus) objects'
+    pixels on the view is a merge: it neither continues one object's id nor conditions the tracker."""
+    band: int = 2
+    """Consensus association: proposal pixels within this many pixels of an id change do not vote."""
 
 
 @dataclass
@@ -82,6 +93,9 @@ def associate(segmenter: Segmenter, tracker: Tracker, names: list[str], images: 
         segmenter.set_image(name, image)
         props = [p.mask for p in segmenter.automatic() if p.area >= min_area]
         tracked = {k: m for k, m in tracker.track(t).items() if int(m.sum()) >= min_area} if t > 0 else {}
+        if tracked:  # a proposal covering most of two tracked objects is a merge: the tracked masks stand
+            props = [p for p in props
+                     if sum(float((p & m).sum()) >= cfg.merge_cover * float(m.sum()) for m in tracked.values()) < 2]
         final: dict[int, torch.Tensor] = {}
         matched_props: set[int] = set()
         matched_ids: set[int] = set()
@@ -124,6 +138,60 @@ def associate(segmenter: Segmenter, tracker: Tracker, names: list[str], images: 
             id_map[m] = k
         _record(seq, name, id_map)
     log.info("associated %d views: %d objects", len(names), len(seq.objects))
+    return seq
+
+
+def associate_by_consensus(segmenter: Segmenter, gaussians, cameras: dict, names: list[str],
+                           images: list[torch.Tensor], config: AssociationConfig | None = None,
+                           consensus: ConsensusConfig | None = None, progress: bool = True) -> MaskSequence:
+    """Automatic masks on every view, ids made consistent through the scene's 3DGS by consensus.
+
+    Each view's proposals vote onto the Gaussians (``consensus.view_votes``); the Gaussians'
+    co-membership over all views decides the objects (``consensus.consensus_labels``), so a
+    mask that merges two objects or splits one on a few views neither fuses them nor creates
+    a new id. Each view's id map then takes, per proposal, the object that the rendered labels
+    give most of its pixels (a proposal that covers two objects -- at least ``merge_cover`` of
+    each one's rendered pixels there -- is painted per pixel from the render instead), and
+    pixels no proposal covers take the rendered label where the labelled Gaussians' alpha is
+    at least 1/2 (objects the segmenter missed on that view).
+    """
+    cfg = config or AssociationConfig()
+    seq = MaskSequence(list(names), {})
+    raw = []
+    for name, image in tqdm(list(zip(names, images)), desc="automatic masks", disable=not progress, leave=False):
+        size = tuple(image.shape[:2])
+        segmenter.set_image(name, image)
+        props = [p.mask for p in segmenter.automatic() if p.area >= cfg.min_area_fraction * size[0] * size[1]]
+        raw.append(paint_id_map(dict(enumerate(props, start=1)), size))
+    cams = [cameras[n] for n in names]
+    source = FixedGaussians(gaussians)
+    votes = view_votes(source, cams, raw, ignore_id=0, band=cfg.band, progress=progress)
+    labels, _, info = consensus_labels(votes, consensus)
+    G = info["objects"]
+    g = source.gaussians
+    onehot = torch.zeros(len(g), G, dtype=g.means.dtype, device=g.means.device)
+    has = labels > 0
+    onehot[torch.nonzero(has).flatten(), labels[has] - 1] = 1.0
+    for name, cam, ids in zip(names, cams, raw):
+        r = rasterize(g.means, g.quats, g.scales, g.opacities, onehot, cam)
+        rendered = torch.where(r.image.sum(-1) >= 0.5, r.image.argmax(-1) + 1, torch.zeros_like(ids)).cpu()
+        out = torch.zeros_like(ids)
+        for k in [int(k) for k in ids.unique() if k != 0]:
+            m = ids == k
+            objs, counts = rendered[m].unique(return_counts=True)
+            keep = objs != 0
+            objs, counts = objs[keep], counts[keep]
+            if objs.numel() == 0:
+                continue
+            covers = [float(c) / max(int((rendered == o).sum()), 1) for o, c in zip(objs.tolist(), counts.tolist())]
+            if sum(c >= cfg.merge_cover for c in covers) >= 2:  # a merged mask: split it by the render
+                out[m] = rendered[m]
+            else:
+                out[m] = objs[counts.argmax()]
+        missed = (ids == 0) & (rendered > 0)
+        out[missed] = rendered[missed]
+        _record(seq, name, out)
+    log.info("associated %d views by consensus: %d objects", len(names), G)
     return seq
 
 

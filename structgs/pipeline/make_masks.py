@@ -12,7 +12,8 @@ from pathlib import Path
 
 import torch
 
-from structgs.masks.association import AssociationConfig, MaskSequence, associate, propagate_prompt
+from structgs.masks.association import (AssociationConfig, MaskSequence, associate, associate_by_consensus,
+                                        propagate_prompt)
 from structgs.masks.automatic import AutoMaskConfig
 from structgs.masks.propagation import GaussianTracker, order_views
 from structgs.scene.dataset import SceneDataset, load_dataset
@@ -142,8 +143,13 @@ def prompt_on_dataset(sources: MaskSources, ds: SceneDataset, view: str | None,
 def make_masks(data: Path, out: Path, sources: MaskSources, *, split: str = "train", view: str | None = None,
                pixels: list[tuple[int, int]] | None = None, text: str | None = None, refine: bool = True,
                auto: AutoMaskConfig | None = None, association: AssociationConfig | None = None,
-               progress: bool = True) -> dict:
-    """Write ``out/<view name>.png`` id masks and ``out/masks.json``; returns the JSON summary."""
+               ids: str = "auto", progress: bool = True) -> dict:
+    """Write ``out/<view name>.png`` id masks and ``out/masks.json``; returns the JSON summary.
+
+    ``ids`` (automatic masks): ``consensus`` (through the scene's 3DGS, needs ``sources.ply``;
+    robust to merged and split masks), ``chain`` (the tracker along the proximity chain), or
+    ``auto`` (consensus when a PLY is given, else chain).
+    """
     data, out = Path(data), Path(out)
     refuse_overwrite(out, [data, data / "masks", sources.oracle_masks], "masks --out")
     if out.is_dir() and any(out.iterdir()) and not (out / "masks.json").is_file():
@@ -152,6 +158,10 @@ def make_masks(data: Path, out: Path, sources: MaskSources, *, split: str = "tra
                          "choose a new or empty directory")
     if pixels and text:
         raise ValueError("give --pixel or --text, not both")
+    if ids not in ("auto", "consensus", "chain"):
+        raise ValueError(f"--ids must be auto, consensus or chain, got {ids!r}")
+    if ids == "consensus" and sources.ply is None:
+        raise ValueError("--ids consensus needs --ply (the scene's pre-trained 3DGS)")
     if pixels and view is None:
         raise ValueError("--pixel needs --view NAME")
     device = resolve_device(sources.device)
@@ -186,7 +196,14 @@ def make_masks(data: Path, out: Path, sources: MaskSources, *, split: str = "tra
         seq = propagate_prompt(segmenter, tracker, ordered_names, images, first, refine=refine, config=association,
                                progress=progress)
         record["prompt"] = prompt
+    elif ids == "consensus" or (ids == "auto" and sources.ply is not None):
+        from structgs.scene.ply import read_ply
+
+        record["ids"] = "consensus"
+        seq = associate_by_consensus(segmenter, read_ply(sources.ply).to(device), {c.name: c for c in ds.all_cameras},
+                                     ordered_names, images, association, progress=progress)
     else:
+        record["ids"] = "chain"
         seq = associate(segmenter, tracker, ordered_names, images, association, progress)
     _write(out, seq, record)
     return {**record, **seq.summary()}

@@ -1,19 +1,30 @@
-"""Lift 2D id masks to 3D labels (Eq. 9) and associate per-view ids without a tracker.
+"""Lift 2D id masks to 3D labels and associate per-view ids without a tracker.
 
-label_i = M_{v*}(p*) with (v*, p*) = argmax_{v,p} alpha_i(p) T_i(p) over the training views.
-Gaussians that never contribute (or whose best pixel has the ignore id) stay unlabelled (-1).
+Eq. 9 of the paper labels a Gaussian with the id at the single best pixel of the single best
+view; under boundary jitter that pixel is often wrong. Here every view that sees a Gaussian
+votes with the ids of all its pixels, weighted by alpha*T, outside a band along id
+boundaries (``consensus.view_votes``):
 
-Gaussians that never contribute (occluded, inside objects, too faint) can take the majority
-label of their nearest seen Gaussians (``fill_unseen``): otherwise nothing tells the shaping
-which object they belong to, and an edit of an object would leave its hidden part behind.
-Neighbours are found in position + colour (``fill_features``): the hidden underside of an
-object resting on the ground is as close to the ground as to the object, but it has the
-object's colour (on the built-in scene, 8 neighbours by position alone label 64 % of the
-unseen Gaussians right, by position + 0.3 * colour 99.7 %).
+* ``tracked`` ids (consistent across views): the votes of all views are summed per id;
+* ``overlap`` (ids mean nothing across views): per-view winners are associated by the
+  consensus of co-membership (``consensus.consensus_labels``), which a minority of merged or
+  split masks cannot corrupt;
+* ``lift_per_view`` (the tracker-free mode): each view's winners alone, ids never compared
+  across views.
 
-``overlap`` association: lift each view's masks separately (per-view best pixel), then merge
-ids of different views whose Gaussian sets overlap (IoU over Gaussians seen in both views),
-with a union-find; merged ids become consistent global ids.
+Every result carries a per-Gaussian confidence (the winning share of the votes) and a noise
+report (estimated merges / splits per view). Gaussians that never contribute (occluded,
+inside objects, too faint) can take the majority label of their nearest seen Gaussians
+(``fill_unseen``): otherwise nothing tells the shaping which object they belong to, and an
+edit of an object would leave its hidden part behind. Neighbours are found in position +
+colour (``fill_features``): the hidden underside of an object resting on the ground is as
+close to the ground as to the object, but it has the object's colour (on the built-in scene,
+8 neighbours by position alone label 64 % of the unseen Gaussians right, by position + 0.3 *
+colour 99.7 %).
+
+One-object masks (no view holds two ids, e.g. the click flow of ``structgs masks --pixel``):
+InfoNCE has no negatives, so ``rest_label`` makes everything the views show outside the masks
+one more class, REST (0).
 """
 
 from __future__ import annotations
@@ -21,99 +32,85 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
-from tqdm import tqdm
 
 from structgs.eval.metrics import matched_agreement
-from structgs.render.api import contributions
 from structgs.scene.cameras import Camera
 from structgs.scene.dataset import SceneDataset
+from structgs.masks.consensus import (REST, UNLABELLED, ConsensusConfig, ViewVotes, consensus_labels, noise_report,
+                                        view_votes, vote_tracked)
 from structgs.utils.log import get_logger
 
 log = get_logger("lifting")
-UNLABELLED = -1
+__all__ = ["REST", "UNLABELLED", "LiftResult", "lift_masks", "lift_per_view", "needs_rest_label", "fill_unseen",
+           "fill_unseen_per_view", "fill_features", "matched_accuracy"]
 
 
 @dataclass
 class LiftResult:
-    labels: torch.Tensor  # (N,) int64, -1 = unlabelled
+    labels: torch.Tensor  # (N,) int64, -1 = unlabelled (REST = 0 with rest_label)
     coverage: float  # fraction labelled
-    accuracy: float | None = None  # vs ground truth (after optimal id matching when ids are arbitrary)
-    per_view_labels: torch.Tensor | None = None  # (V, N) per-view lifted ids (-1 if not seen)
-    id_map: dict = field(default_factory=dict)  # (view index, raw id) -> global id, for `overlap`
-    seen: torch.Tensor | None = None  # (N,) bool: contributes >= min_weight to some training view
+    confidence: torch.Tensor | None = None  # (N,) winning share of the Gaussian's votes (0 if unlabelled)
+    per_view_labels: torch.Tensor | None = None  # (V, N) per-view winning ids (-1 if no vote)
+    seen: torch.Tensor | None = None  # (N,) bool: some training view votes on it
+    noise: dict = field(default_factory=dict)  # noise_report of the masks against the labels
+    association: dict = field(default_factory=dict)  # consensus details (overlap)
 
 
-@torch.no_grad()
-def per_view_contributions(model, cameras: list[Camera], progress: bool = True):
-    """(V, N) max weight and (V, N) flat pixel index of each Gaussian in each view."""
-    weights, pixels = [], []
-    for cam in tqdm(cameras, desc="lifting masks", disable=not progress, leave=False):
-        s = model.decode(cam)
-        c = contributions(s.means, s.quats, s.scales, s.opacities, cam)
-        weights.append(c.gaussian_max_weight)
-        pixels.append(c.gaussian_max_pixel)
-    return torch.stack(weights), torch.stack(pixels)
-
-
-def _mask_values(masks: list[torch.Tensor], pixels: torch.Tensor, ignore_id: int | None) -> torch.Tensor:
-    """(V, N) id at each Gaussian's best pixel per view (-1 where unseen or ignored)."""
-    out = torch.full_like(pixels, UNLABELLED)
-    for v, m in enumerate(masks):
-        seen = pixels[v] >= 0
-        ids = m.reshape(-1).to(pixels.device)[pixels[v][seen]]
-        out[v, seen] = ids
-    if ignore_id is not None:
-        out[out == ignore_id] = UNLABELLED
-    return out
+def needs_rest_label(masks: list[torch.Tensor], ignore_id: int | None) -> bool:
+    """True when no view holds two ids: then the rest of the scene must be the negative class."""
+    return all(sum(1 for k in m.unique().tolist() if k != ignore_id) < 2 for m in masks)
 
 
 def lift_masks(model, dataset: SceneDataset, masks_dir, association: str = "tracked", ignore_id: int | None = 0,
-               min_weight: float = 0.05, overlap_iou: float = 0.3, progress: bool = True) -> LiftResult:
+               min_weight: float = 0.05, band: int = 2, rest_label: bool | None = None,
+               consensus: ConsensusConfig | None = None, progress: bool = True) -> LiftResult:
     """Labels per Gaussian from the id masks of the training views.
 
-    association: ``tracked`` (ids consistent across views) or ``overlap`` (merge per-view ids).
+    association: ``tracked`` (ids consistent across views) or ``overlap`` (per-view ids,
+    associated by consensus). rest_label None: on when the masks hold one id per view at most.
     """
     if association not in ("tracked", "overlap"):
         raise ValueError(f"lift_masks: association must be tracked or overlap, got {association!r}")
     cams = dataset.split("train")
     masks = [dataset.mask(c, masks_dir) for c in cams]
-    weights, per_view = _lift_views(model, cams, masks, ignore_id, min_weight, progress)
-    id_map: dict = {}
+    rest = needs_rest_label(masks, ignore_id) if rest_label is None else rest_label
+    votes = view_votes(model, cams, masks, ignore_id, band, min_weight, rest, progress)
+    info: dict = {"rest_label": rest}
     if association == "overlap":
-        per_view, id_map = associate_by_overlap(per_view, overlap_iou)
-    best_view = weights.argmax(dim=0)
-    labels = per_view.gather(0, best_view[None])[0]
-    labels[weights.max(dim=0).values < min_weight] = UNLABELLED
-    coverage = float((labels >= 0).float().mean())
-    log.info("lifted %s masks: %.1f%% of %d Gaussians labelled, %d ids", association, 100 * coverage, labels.numel(),
-             int(labels[labels >= 0].unique().numel()))
-    seen = weights.max(dim=0).values >= min_weight
-    return LiftResult(labels, coverage, None, per_view, id_map, seen)
+        labels, conf, info_c = consensus_labels(votes, consensus)
+        info.update(info_c)
+    else:
+        labels, conf = vote_tracked(votes)
+    labels, conf = labels.to(votes.labels.device), conf.to(votes.labels.device)
+    coverage = float((labels != UNLABELLED).float().mean())
+    noise = noise_report(votes.labels, labels, conf, [c.name for c in cams])
+    log.info("lifted %s masks: %.1f%% of %d Gaussians labelled, %d ids, mean confidence %.2f, "
+             "estimated merges / splits per view %.2f / %.2f", association, 100 * coverage, labels.numel(),
+             int(labels[labels != UNLABELLED].unique().numel()), noise["confidence_mean"], noise["merges_per_view"],
+             noise["splits_per_view"])
+    return LiftResult(labels, coverage, conf, votes.labels, votes.voted.any(0), noise, info)
 
 
 def lift_per_view(model, cameras: list[Camera], masks: list[torch.Tensor], ignore_id: int | None = 0,
-                  min_weight: float = 0.05, fill_knn: int = 0, fill_color_weight: float = 0.3,
-                  progress: bool = True) -> torch.Tensor:
-    """(V, N) Eq. 9 within each view alone: the view's mask id at each Gaussian's best pixel
-    (-1 if the view does not show it). Ids are compared only within a view: no association.
+                  min_weight: float = 0.05, fill_knn: int = 0, fill_color_weight: float = 0.6, band: int = 2,
+                  rest_label: bool | None = None, min_confidence: float = 0.0,
+                  progress: bool = True) -> tuple[torch.Tensor, ViewVotes]:
+    """(V, N) each view's winning id per Gaussian (-1 if the view has no id for it), and the
+    votes. Ids are compared only within a view: no association.
 
-    ``fill_knn`` > 0: Gaussians no view shows take, in each view, the majority id of their
-    nearest seen Gaussians (fill_unseen_per_view).
+    A view's vote whose winner has less than ``min_confidence`` of it is dropped. ``fill_knn``
+    > 0: Gaussians no view votes on take, in each view, the majority id of their nearest seen
+    Gaussians (fill_unseen_per_view).
     """
-    weights, per_view = _lift_views(model, cameras, masks, ignore_id, min_weight, progress)
+    rest = needs_rest_label(masks, ignore_id) if rest_label is None else rest_label
+    votes = view_votes(model, cameras, masks, ignore_id, band, min_weight, rest, progress)
+    confident = votes.voted & (votes.confidence >= min_confidence)
+    per_view = torch.where(confident, votes.labels, torch.full_like(votes.labels, UNLABELLED))
     if fill_knn > 0:
         with torch.no_grad():
             feats = fill_features(model.centroids.detach(), model.view_independent_colors(), fill_color_weight)
-        per_view = fill_unseen_per_view(per_view, weights >= min_weight, feats.to(per_view.device), fill_knn)
-    return per_view
-
-
-def _lift_views(model, cameras, masks, ignore_id, min_weight, progress) -> tuple[torch.Tensor, torch.Tensor]:
-    """(V, N) best weights and (V, N) per-view ids (unlabelled below ``min_weight``)."""
-    weights, pixels = per_view_contributions(model, cameras, progress)
-    per_view = _mask_values(masks, pixels, ignore_id)
-    per_view[weights < min_weight] = UNLABELLED
-    return weights, per_view
+        per_view = fill_unseen_per_view(per_view, confident, feats.to(per_view.device), fill_knn)
+    return per_view, votes
 
 
 IGNORED = -2  # seen, but on the ignore id: votes for "no object" when filling unseen Gaussians
@@ -179,49 +176,6 @@ def fill_unseen_per_view(per_view: torch.Tensor, seen_in_view: torch.Tensor, fea
         winner[(winner == IGNORED) | (winner == abstain)] = UNLABELLED
         out[v, unseen] = winner
     return out
-
-
-def associate_by_overlap(per_view: torch.Tensor, min_iou: float = 0.3) -> tuple[torch.Tensor, dict]:
-    """Merge per-view ids whose Gaussian sets overlap; returns (V, N) global ids and the map."""
-    V, N = per_view.shape
-    nodes: dict[tuple[int, int], int] = {}
-    for v in range(V):
-        for k in per_view[v].unique().tolist():
-            if k >= 0:
-                nodes[(v, k)] = len(nodes)
-    parent = list(range(len(nodes)))
-
-    def find(x: int) -> int:
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    for a in range(V):
-        for b in range(a + 1, V):
-            la, lb = per_view[a], per_view[b]
-            both = (la >= 0) & (lb >= 0)
-            if not both.any():
-                continue
-            xa, xb = la[both], lb[both]
-            ka, kb = int(xa.max()) + 1, int(xb.max()) + 1
-            joint = torch.bincount(xa * kb + xb, minlength=ka * kb).reshape(ka, kb).float()
-            size_a, size_b = joint.sum(1, keepdim=True), joint.sum(0, keepdim=True)
-            iou = joint / (size_a + size_b - joint).clamp_min(1)
-            for i, j in torch.nonzero(iou > min_iou).tolist():
-                # merge only mutual best matches, so one noisy overlap cannot chain two objects
-                if int(iou[i].argmax()) == j and int(iou[:, j].argmax()) == i:
-                    ra, rb = find(nodes[(a, i)]), find(nodes[(b, j)])
-                    if ra != rb:
-                        parent[ra] = rb
-    roots = sorted({find(x) for x in range(len(nodes))})
-    root_id = {r: g + 1 for g, r in enumerate(roots)}  # global ids from 1
-    id_map = {key: root_id[find(idx)] for key, idx in nodes.items()}
-    out = torch.full_like(per_view, UNLABELLED)
-    for (v, k), gid in id_map.items():
-        out[v][per_view[v] == k] = gid
-    log.info("overlap association: %d per-view ids -> %d global ids", len(nodes), len(roots))
-    return out, id_map
 
 
 def matched_accuracy(labels: torch.Tensor, truth: torch.Tensor) -> float:

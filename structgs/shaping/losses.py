@@ -17,7 +17,8 @@ def cosine_matrix(x: torch.Tensor) -> torch.Tensor:
     return x @ x.T
 
 
-def supervised_infonce(features: torch.Tensor, labels: torch.Tensor, tau: float = 0.1) -> torch.Tensor:
+def supervised_infonce(features: torch.Tensor, labels: torch.Tensor, tau: float = 0.1,
+                       trusted: torch.Tensor | None = None) -> torch.Tensor:
     """InfoNCE over every positive pair (i, p) of the batch, against i's negatives:
 
         L_ip = -log( exp(c_ip/tau) / (exp(c_ip/tau) + sum_{n: other label} exp(c_in/tau)) )
@@ -25,6 +26,9 @@ def supervised_infonce(features: torch.Tensor, labels: torch.Tensor, tau: float 
     (van den Oord's form, one positive per term). Other positives are not in the denominator,
     so negatives keep being pushed until they are orthogonal (cos -> 0) instead of being
     drowned out by a large object's many positives. Mean over positive pairs; 0 if none.
+
+    ``trusted``: optional (B, B) bool; pairs outside it are neither positives nor negatives
+    (labels that other evidence contradicts, see pair_consensus).
     """
     b = features.shape[0]
     cos = cosine_matrix(features)
@@ -34,12 +38,36 @@ def supervised_infonce(features: torch.Tensor, labels: torch.Tensor, tau: float 
     logits = torch.where(same, cos, cos.clamp_min(0.0)) / tau
     eye = torch.eye(b, dtype=torch.bool, device=features.device)
     pos = same & ~eye
+    negative = ~same
+    if trusted is not None:
+        pos, negative = pos & trusted, negative & trusted
     if not pos.any():
         return features.sum() * 0.0
-    neg_lse = torch.logsumexp(logits.masked_fill(same, float("-inf")), dim=1, keepdim=True)  # (B, 1)
+    neg_lse = torch.logsumexp(logits.masked_fill(~negative, float("-inf")), dim=1, keepdim=True)  # (B, 1)
     # -log(e^p / (e^p + e^N)) = softplus(N - p); anchors without negatives give N = -inf -> 0
     per_pair = torch.nn.functional.softplus(neg_lse - logits)
     return per_pair[pos].mean()
+
+
+def pair_consensus(view_labels: torch.Tensor, view: int, min_views: int = 3, join: float = 0.5) -> torch.Tensor:
+    """(B, B) bool: pairs whose relation in ``view`` agrees with the other views.
+
+    view_labels: (V, B) per-view ids of a batch (-1: no id). Two Gaussians with the same id in
+    ``view`` are trusted as positives when they share an id in at least ``join`` of the views
+    labelling both; with different ids, as negatives when they share one in less than that.
+    Pairs that fewer than ``min_views`` views label are trusted as the view says. Only ids of
+    one view are ever compared with each other: no association across views.
+    """
+    has = view_labels != -1
+    same = torch.zeros(view_labels.shape[1], view_labels.shape[1], device=view_labels.device)
+    both = torch.zeros_like(same)
+    for v in range(view_labels.shape[0]):
+        h = has[v]
+        same += ((view_labels[v][:, None] == view_labels[v][None, :]) & h[:, None] & h[None, :]).float()
+        both += (h[:, None] & h[None, :]).float()
+    together = same >= join * both
+    here = view_labels[view][:, None] == view_labels[view][None, :]
+    return (both < min_views) | (here == together)
 
 
 def knn_smoothness(features: torch.Tensor, neighbour_features: torch.Tensor) -> torch.Tensor:

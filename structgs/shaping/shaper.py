@@ -29,12 +29,14 @@ from structgs.render.api import rasterize
 from structgs.scene.dataset import SceneDataset
 from structgs.shaping.config import ShapeConfig
 from structgs.shaping.knn import knn_indices
+from structgs.masks.consensus import consensus_labels, noise_report
 from structgs.shaping.lifting import (UNLABELLED, fill_features, fill_unseen, lift_masks, lift_per_view,
-                                     matched_accuracy)
-from structgs.shaping.losses import jacobian_features, knn_smoothness, object_cosine_matrix, supervised_infonce
+                                     matched_accuracy, needs_rest_label)
+from structgs.shaping.losses import (jacobian_features, knn_smoothness, object_cosine_matrix, pair_consensus,
+                                     supervised_infonce)
 from structgs.shaping.sampling import sample_pool
 from structgs.training.losses import photometric_loss, quaternion_distance
-from structgs.utils.io import replace_dir_atomically, write_json
+from structgs.utils.io import replace_dir_atomically, save_npy, write_json
 from structgs.utils.log import get_logger
 
 log = get_logger("shaping")
@@ -77,6 +79,7 @@ class Shaper:
         self.pool: torch.Tensor | None = None
         self.touched = torch.zeros(model.num_gaussians, dtype=torch.bool, device=self.device)
         self.lift_info: dict = {}
+        self.confidence: torch.Tensor | None = None
         self._masks: dict[str, torch.Tensor] = {}  # full-resolution masks read by prepare, until used
         self._pixel_ids: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         for p in (model.centroids, model.latents, *model.explicit.values()):
@@ -98,29 +101,41 @@ class Shaper:
         cfg = self.cfg
         if cfg.association != "none":
             lift = lift_masks(self.model, self.ds, self.masks_dir, cfg.association, cfg.ignore_id, cfg.min_weight,
-                              cfg.overlap_iou, self.progress)
+                              cfg.band, cfg.rest_label, progress=self.progress)
             labels = lift.labels
-            self.lift_info = {"coverage": lift.coverage, "num_ids": int(labels[labels >= 0].unique().numel())}
+            self.lift_info = {"coverage": lift.coverage, "num_ids": int(labels[labels >= 0].unique().numel()),
+                              "noise": lift.noise, **lift.association}
             if gt_labels is not None:
                 self.lift_info["accuracy"] = matched_accuracy(labels.cpu(), gt_labels.cpu())
             if cfg.fill_knn > 0:
                 with torch.no_grad():
                     feats = fill_features(self.model.centroids.detach(), self.model.view_independent_colors(),
                                           cfg.fill_color_weight)
-                labels = fill_unseen(labels, lift.seen.to(labels.device), feats.to(labels.device), cfg.fill_knn)
+                voters = lift.seen.to(labels.device) & (lift.confidence.to(labels.device) >= cfg.min_confidence)
+                labels = fill_unseen(labels, voters, feats.to(labels.device), cfg.fill_knn)
                 self.lift_info["coverage_filled"] = float((labels >= 0).float().mean())
                 if gt_labels is not None:
                     self.lift_info["accuracy_filled"] = matched_accuracy(labels.cpu(), gt_labels.cpu())
             self.labels = labels.to(self.device)
+            self.confidence = lift.confidence.to(self.device)
         elif cfg.view_gaussians:
             masks = [self.ds.mask(c, self.masks_dir).to(self.device) for c in self.cams]
             if cfg.pixels > 0 and cfg.pixel_weight > 0:  # the pixel term reuses them once per view
                 self._masks.update({c.name: mk for c, mk in zip(self.cams, masks)})
-            view_labels = lift_per_view(self.model, self.cams, masks, cfg.ignore_id, cfg.min_weight, cfg.fill_knn,
-                                        cfg.fill_color_weight, self.progress).to(self.device)
+            view_labels, votes = lift_per_view(self.model, self.cams, masks, cfg.ignore_id, cfg.min_weight,
+                                               cfg.fill_knn, cfg.fill_color_weight, cfg.band, cfg.rest_label,
+                                               cfg.min_confidence, self.progress)
+            view_labels = view_labels.to(self.device)
             labelled = view_labels != UNLABELLED
+            # the consensus of the views, for the report only: this mode never compares ids across views
+            consensus, conf, _ = consensus_labels(votes)
             self.lift_info = {"coverage": float(labelled.any(0).float().mean()),
-                              "views_per_gaussian": float(labelled.sum(0).float().mean())}
+                              "views_per_gaussian": float(labelled.sum(0).float().mean()),
+                              "rest_label": needs_rest_label(masks, cfg.ignore_id) if cfg.rest_label is None
+                              else cfg.rest_label,
+                              "noise": noise_report(votes.labels, consensus.to(votes.labels.device),
+                                                    conf.to(votes.labels.device), [c.name for c in self.cams])}
+            self.confidence = conf.to(self.device)
             if gt_labels is not None:  # per view, after optimal id matching (ids mean nothing across views)
                 gt = gt_labels.to(view_labels.device)
                 acc = [matched_accuracy(v, gt) * int((v >= 0).sum()) for v in view_labels]
@@ -212,11 +227,13 @@ class Shaper:
                 neighbours = [m.activations(b, nbr.reshape(-1), nview).reshape(*nbr.shape, -1) for b in self.branches]
         self.touched[idx] = True
         if cfg.view_gaussians:
-            lab = self.view_labels[self.view_index[cam.name], idx]
+            v = self.view_index[cam.name]
+            lab = self.view_labels[v, idx]
             has = lab != UNLABELLED
             if has.sum() > 1:
+                trusted = pair_consensus(self.view_labels[:, idx[has]], v) if cfg.consensus_pairs else None
                 for a in batch:
-                    mi = mi + supervised_infonce(a[has], lab[has], cfg.temperature)
+                    mi = mi + supervised_infonce(a[has], lab[has], cfg.temperature, trusted)
         reg = torch.zeros((), device=self.device)
         if cfg.lambda_reg > 0 and idx.numel() > 0:  # a view may label none of the pool
             for a, na in zip(batch, neighbours):
@@ -359,7 +376,8 @@ class Shaper:
         state = {"step": self.step, "gen": self.gen.get_state(), "torch_rng": torch.get_rng_state(),
                  "opt": self.opt.state_dict(), "labels": self.labels, "pool": self.pool, "pool_knn": self.pool_knn,
                  "touched": self.touched, "lift_info": self.lift_info, "teacher": self.teacher.state_dict(),
-                 "view_labels": getattr(self, "view_labels", None)}
+                 "view_labels": getattr(self, "view_labels", None),
+                 "confidence": self.confidence}
 
         def write(tmp: Path) -> None:
             self.model.save_pretrained(tmp)
@@ -377,7 +395,7 @@ class Shaper:
         self.teacher.load_state_dict(st["teacher"])
         self.opt.load_state_dict(st["opt"])
         self.step, self.labels, self.pool, self.pool_knn = st["step"], st["labels"], st["pool"], st["pool_knn"]
-        self.touched, self.lift_info = st["touched"], st["lift_info"]
+        self.touched, self.lift_info, self.confidence = st["touched"], st["lift_info"], st["confidence"]
         if st.get("view_labels") is not None:
             self._set_view_labels(st["view_labels"])
         self.gen.set_state(st["gen"])
@@ -411,6 +429,28 @@ def test_psnr(model: SceneModel, ds: SceneDataset) -> float:
     cams = ds.split("test") if "test" in ds.cameras else ds.split("train")
     vals = [psnr(model.render(c, background=bg).image, ds.image(c).to(model.device)) for c in cams]
     return sum(vals) / len(vals)
+
+
+def format_lifting(lift: dict) -> str:
+    """The lifting part of a shape report in a few lines, with a warning when the masks look noisy."""
+    parts = [f"coverage {lift.get('coverage_filled', lift.get('coverage', 0)):.1%}"]
+    if "num_ids" in lift or "objects" in lift:
+        parts.append(f"{lift.get('objects', lift.get('num_ids'))} objects")
+    for key, name in (("accuracy_filled", "accuracy vs ground truth"), ("accuracy_per_view", "per-view accuracy")):
+        if key in lift:
+            parts.append(f"{name} {lift[key]:.1%}")
+    if lift.get("rest_label"):
+        parts.append("one id per view: the rest of the scene is the negative class")
+    lines = ["lifting: " + ", ".join(parts)]
+    noise = lift.get("noise")
+    if noise:
+        lines.append(f"masks: estimated {noise['merges_per_view']:.2f} merges and {noise['splits_per_view']:.2f} "
+                     f"splits per view; label confidence {noise['confidence_mean']:.2f} on average, "
+                     f"{noise['low_confidence_fraction']:.1%} of Gaussians below 0.6")
+        if noise["merges_per_view"] > 1 or noise["splits_per_view"] > 1 or noise["low_confidence_fraction"] > 0.3:
+            lines.append("warning: the masks disagree a lot across views; check shape_report.json 'noise.views' "
+                         "for the worst views and distrust segmentations near object contacts")
+    return "\n".join(lines)
 
 
 def format_matrix(entry: dict) -> str:
@@ -467,7 +507,9 @@ def shape_run(run: Path, masks: Path, out: Path, config: ShapeConfig | None = No
     model.meta["shaping"] = cfg.to_dict()
     model.save_pretrained(out)
     if shaper.labels is not None:
-        np.save(out / "lifted_labels.npy", shaper.labels.cpu().numpy())
+        save_npy(out / "lifted_labels.npy", shaper.labels.cpu().numpy())
+    if shaper.confidence is not None:  # how sure the masks were of each Gaussian's object (0 where unlabelled)
+        save_npy(out / "label_confidence.npy", shaper.confidence.cpu().numpy().astype(np.float32))
     report = {"config": cfg.to_dict(), "lifting": shaper.lift_info, "fraction_touched": shaper.touched_fraction,
               "psnr_before": psnr_before, "psnr_after": test_psnr(model, ds), "seconds": elapsed,
               "branches": shaper.branches}

@@ -35,6 +35,17 @@ def write_json(path: str | Path, obj: Any) -> Path:
     return atomic_write(path, _write)
 
 
+def save_npy(path: str | Path, array) -> Path:
+    """``np.save``, atomically (a kill leaves the old file or none, never a truncated one)."""
+    import numpy as np
+
+    def _write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            np.save(f, array)
+
+    return atomic_write(path, _write)
+
+
 def refuse_overwrite(out: Path, inputs: list[Path], what: str = "output") -> None:
     """Raise if ``out`` is one of the inputs (never overwrite a user's input)."""
     out_r = Path(out).resolve()
