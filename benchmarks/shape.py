@@ -24,7 +24,8 @@ def run_one(run: Path, masks: Path, out: Path, objective: str, association: str,
     import json
 
     from structgs.shaping.config import ShapeConfig
-    from structgs.shaping.shaper import format_matrix, shape_run
+    from structgs.shaping.report import format_matrix
+    from structgs.shaping.shaper import shape_run
 
     shutil.rmtree(out, ignore_errors=True)
     cfg = ShapeConfig(objective=objective, association=association, iters=iters, side_width=side_width,

@@ -49,7 +49,9 @@ def demo(
     seed: Annotated[int, typer.Option(help="Seed of the built-in scene.")] = 0,
     device: Annotated[DeviceChoice, typer.Option(help="Where to compute.")] = DeviceChoice.auto,
 ) -> None:
-    """Run the main job on the built-in scene: generate it, render it, write images."""
+    """The whole job on the built-in scene (~8 min on 2 cores): generate it, fit the decoder, shape it
+    from its SAM-like masks, segment every object from one click, edit each (remove, recolour,
+    move, undo) and write before/after PNGs and summary.md. Finished stages are reused."""
     from structgs.pipeline.demo import run_demo
 
     run_demo(out, seed=seed, device=device.value)
@@ -191,7 +193,8 @@ def shape(
 ) -> None:
     """Shape a fitted decoder with 2D masks (InfoNCE on activations) into a new run."""
     from structgs.shaping.config import ShapeConfig
-    from structgs.shaping.shaper import format_lifting, format_matrix, shape_run
+    from structgs.shaping.report import format_lifting, format_matrix
+    from structgs.shaping.shaper import shape_run
 
     cfg = ShapeConfig(association=association.value, objective=objective.value, iters=iters, lambda_mi=lambda_mi,
                       lambda_reg=lambda_reg, tau=tau, knn=knn, branches=tuple(branches or ()),

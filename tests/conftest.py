@@ -17,26 +17,32 @@ def shared_data() -> Path:
     return SHARED
 
 
+def _scene(tmp_path_factory, name: str, **spec) -> Path:
+    from structgs.data import SceneSpec, generate_scene, write_scene
+
+    return write_scene(generate_scene(SceneSpec(**spec)), tmp_path_factory.mktemp(name), progress=False)
+
+
+def _fit(scene: Path, out: Path) -> Path:
+    """Fitted quickly: attribute regression + a few photometric steps."""
+    from structgs.training.config import FitConfig
+    from structgs.training.fit import Fitter
+
+    cfg = FitConfig(stage1_iters=400, stage1_batch=4096, stage2_iters=30, checkpoint_every=0)
+    Fitter(scene, out, ply=scene / "gaussians.ply", config=cfg, device="cpu", progress=False).run()
+    return out
+
+
 @pytest.fixture(scope="session")
 def small_scene_dir(tmp_path_factory) -> Path:
     """A small built-in scene on disk (3 objects, 6k Gaussians, 64x64 views)."""
-    from structgs.data import SceneSpec, generate_scene, write_scene
-
-    out = tmp_path_factory.mktemp("scene")
-    spec = SceneSpec(seed=3, num_objects=3, num_gaussians=6000, image_size=64, num_train=12, num_test=4)
-    return write_scene(generate_scene(spec), out, progress=False)
+    return _scene(tmp_path_factory, "scene", seed=3, num_objects=3, num_gaussians=6000, image_size=64, num_train=12,
+                  num_test=4)
 
 
 @pytest.fixture(scope="session")
 def fitted_small_run(small_scene_dir, tmp_path_factory) -> Path:
-    """The small scene fitted quickly (attribute regression + a few photometric steps)."""
-    from structgs.training.config import FitConfig
-    from structgs.training.fit import Fitter
-
-    out = tmp_path_factory.mktemp("run") / "fitted"
-    cfg = FitConfig(stage1_iters=400, stage1_batch=4096, stage2_iters=30, checkpoint_every=0)
-    Fitter(small_scene_dir, out, ply=small_scene_dir / "gaussians.ply", config=cfg, device="cpu", progress=False).run()
-    return out
+    return _fit(small_scene_dir, tmp_path_factory.mktemp("run") / "fitted")
 
 
 FAST_SHAPING = dict(iters=300, repair_iters=100, checkpoint_every=0)
@@ -78,5 +84,3 @@ def none_clean(fitted_small_run, shuffled_masks, tmp_path_factory):
     out = tmp_path_factory.mktemp("shaped") / "none"
     return out, shape_run(fitted_small_run, shuffled_masks, out, ShapeConfig(association="none", **FAST_SHAPING),
                           device="cpu", progress=False)
-
-

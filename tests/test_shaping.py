@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-from structgs.data.synthetic import shuffle_mask_ids
 from structgs.model import SceneModel
 from structgs.shaping.config import ShapeConfig
 from structgs.shaping.losses import supervised_infonce
@@ -36,7 +35,7 @@ def test_tracked_shaping_separates_objects(tracked, fitted_small_run):
     e = report["activation_cosine"]["color"]  # view-dependent input; its worst object lags at 300 steps (0.92)
     assert e["within_mean"] >= 0.9 and e["within_min"] >= 0.85 and e["between_max"] <= 0.1, e
     # before shaping the same matrix shows no object structure
-    from structgs.shaping.shaper import activation_report
+    from structgs.shaping.report import activation_report
     from structgs.pipeline.render_views import run_dataset
 
     base = SceneModel.from_pretrained(fitted_small_run)

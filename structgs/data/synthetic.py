@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +19,7 @@ import torch
 from tqdm import tqdm
 
 from structgs.data import shapes
+from structgs.data.mask_noise import MaskNoise, corrupt_masks
 from structgs.render.api import rasterize, render_gaussians
 from structgs.scene.cameras import Camera, intrinsics, look_at, opencv_to_opengl_c2w
 from structgs.scene.gaussians import Gaussians, rgb_to_sh_dc
@@ -208,7 +209,9 @@ def write_scene(scene: SyntheticScene, out_dir: str | Path, progress: bool = Tru
     Also writes ``gaussians.ply`` (the pre-trained 3DGS a user would bring; see
     ``SceneSpec.pretrained_noise``), ``gaussians_gt.ply`` (what the images were rendered from),
     ``labels.npy`` (object id per Gaussian, same order in both PLYs), ``points3d.ply`` (a sparse
-    SfM-like point cloud for ``--init``) and ``scene.json``.
+    SfM-like point cloud for ``--init``), ``sam_masks/`` (the ground-truth ``masks/`` made
+    SAM-like per view: merges, splits, 1-2 px boundary jitter, ids permuted; see
+    ``mask_noise``) and ``scene.json``.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -232,9 +235,11 @@ def write_scene(scene: SyntheticScene, out_dir: str | Path, progress: bool = Tru
     write_ply(degrade(g, scene.spec.pretrained_noise, scene.spec.seed), out / "gaussians.ply")
     np.save(out / "labels.npy", scene.labels.numpy())
     _write_point_cloud(g, out / "points3d.ply", scene.spec.seed)
+    corrupt_masks(out / "masks", out / "sam_masks", MaskNoise(), seed=scene.spec.seed)
     write_json(out / "scene.json", {"generator": "structgs.data.synthetic", "spec": scene.spec.__dict__,
                                     "num_gaussians": len(g), "objects": scene.objects,
-                                    "label_convention": "0 = nothing, 1 = ground, 2.. = objects"})
+                                    "label_convention": "0 = nothing, 1 = ground, 2.. = objects",
+                                    "sam_masks": {"noise": asdict(MaskNoise()), "seed": scene.spec.seed}})
     log.info("wrote the built-in scene (%d Gaussians, %d objects) to %s", len(g), len(scene.objects) - 1, out)
     return out
 
@@ -274,7 +279,8 @@ def ensure_builtin_scene(out_dir: str | Path, spec: SceneSpec | None = None, pro
     meta = out / "scene.json"
     if meta.is_file():
         try:
-            if json.loads(meta.read_text()).get("spec") == json.loads(json.dumps(spec.__dict__)):
+            written = json.loads(meta.read_text())
+            if written.get("spec") == json.loads(json.dumps(spec.__dict__)) and "sam_masks" in written:
                 return out
         except json.JSONDecodeError:
             pass

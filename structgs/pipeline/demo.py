@@ -1,7 +1,9 @@
 """``structgs demo``: the whole job on the built-in scene.
 
 generate the scene -> render the input PLY -> fit the decoder -> shape it with the scene's
-masks -> segment every object from one pixel -> remove / recolor / move (x3) every object,
+SAM-like masks (``sam_masks/``: merged, split and jittered per view, ids meaning nothing across
+views; associated by consensus) -> segment every object from one pixel (scored against the
+ground-truth masks) -> remove / recolor / move (x3) every object,
 measuring leakage and undo, and write before/after PNGs and a summary table. Finished stages are reused when re-run.
 """
 
@@ -44,8 +46,8 @@ def run_demo(out: Path, seed: int = 0, device: str = "auto", fit_config: FitConf
         Fitter(scene, fitted, ply=scene / "gaussians.ply", config=fit_cfg, device=str(dev)).run(
             resume=(fitted / "checkpoint").is_dir())
     if not (shaped / "shape_report.json").is_file():
-        shape_run(fitted, scene / "masks", shaped, shape_config or ShapeConfig(), device=str(dev),
-                  resume=(shaped / "checkpoint").is_dir())
+        shape_run(fitted, scene / "sam_masks", shaped, shape_config or ShapeConfig(association="overlap"),
+                  device=str(dev), resume=(shaped / "checkpoint").is_dir())
     import json
 
     fit_report = json.loads((fitted / "fit_report.json").read_text())
@@ -57,6 +59,7 @@ def run_demo(out: Path, seed: int = 0, device: str = "auto", fit_config: FitConf
     summary: dict = {"scene": str(scene), "num_gaussians": model.num_gaussians,
                      "fit": {k: fit_report[k] for k in ("psnr_fitted", "psnr_input_ply")},
                      "shaping": {k: shape_report[k] for k in ("fraction_touched", "psnr_before", "psnr_after", "seconds")},
+                     "masks": _mask_summary(scene, shape_report),
                      "segmentation": {}, "edits": {}}
     # segment every object from a single click, evaluated on the test views
     objects = sorted(int(k) for k in labels.unique() if k >= 2)
@@ -97,6 +100,22 @@ def run_demo(out: Path, seed: int = 0, device: str = "auto", fit_config: FitConf
     return summary
 
 
+def _mask_summary(scene: Path, shape_report: dict) -> dict:
+    """What the shaping was given (SAM-like masks), how noisy it found them, and the truth."""
+    import json
+
+    views = json.loads((scene / "sam_masks" / "noise.json").read_text())["views"]
+    train = [v for k, v in views.items() if k.startswith("train/")]
+    lift, noise = shape_report["lifting"], shape_report["lifting"].get("noise", {})
+    return {"masks": "sam_masks", "association": shape_report["config"]["association"],
+            "objects": lift.get("objects", lift.get("num_ids")), "label_accuracy": lift.get("accuracy_filled"),
+            "estimated_merges_per_view": noise.get("merges_per_view"),
+            "estimated_splits_per_view": noise.get("splits_per_view"),
+            "true_merges_per_view": sum(v["merged"] for v in train) / len(train),
+            "true_splits_per_view": sum(v["split"] for v in train) / len(train),
+            "confidence_mean": noise.get("confidence_mean")}
+
+
 def _render(model, cam, bg, path: Path) -> None:
     with torch.no_grad():
         save_rgb(model.render(cam, background=bg).image, path)
@@ -106,7 +125,8 @@ def format_summary(s: dict) -> str:
     lines = [f"# structgs demo: built-in scene ({s['num_gaussians']} Gaussians, {s['seconds']:.0f} s)", "",
              f"fit: test PSNR {s['fit']['psnr_fitted']:.2f} dB (input PLY {s['fit']['psnr_input_ply']:.2f} dB)",
              f"shaping: touched {s['shaping']['fraction_touched']:.1%}, test PSNR {s['shaping']['psnr_before']:.2f} -> "
-             f"{s['shaping']['psnr_after']:.2f} dB, {s['shaping']['seconds']:.0f} s", "",
+             f"{s['shaping']['psnr_after']:.2f} dB, {s['shaping']['seconds']:.0f} s",
+             _format_masks(s["masks"]), "",
              "| object | click (view, pixel) | test mIoU | test mBIoU | 3D IoU | query s |", "|---|---|---|---|---|---|"]
     for k, r in s["segmentation"].items():
         lines.append(f"| {k} | {r['click']['view']} {tuple(r['click']['pixel'])} | {r['miou']:.1f} | {r['mbiou']:.1f} | "
@@ -121,6 +141,14 @@ def format_summary(s: dict) -> str:
     lines += ["", "targets: removal <= 0.02, recolour <= 0.05, move error <= 0.05 and others < 0.01, "
                   "undo / redo / reset bit-exact"]
     return "\n".join(lines)
+
+
+def _format_masks(m: dict) -> str:
+    acc = f"{m['label_accuracy']:.1%}" if m.get("label_accuracy") is not None else "n/a"
+    return (f"masks: SAM-like ({m['masks']}/, ids per view), association {m['association']}: {m['objects']} objects, "
+            f"labels {acc} right; estimated {m['estimated_merges_per_view']:.2f} merges / "
+            f"{m['estimated_splits_per_view']:.2f} splits per view (truth {m['true_merges_per_view']:.2f} / "
+            f"{m['true_splits_per_view']:.2f}), mean label confidence {m['confidence_mean']:.2f}")
 
 
 def _mark(ok: bool) -> str:

@@ -23,7 +23,6 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from structgs.eval.metrics import psnr
 from structgs.model import SceneModel
 from structgs.render.api import rasterize
 from structgs.scene.dataset import SceneDataset
@@ -32,8 +31,8 @@ from structgs.shaping.knn import knn_indices
 from structgs.masks.consensus import consensus_labels, noise_report
 from structgs.shaping.lifting import (UNLABELLED, fill_features, fill_unseen, lift_masks, lift_per_view,
                                      matched_accuracy, needs_rest_label)
-from structgs.shaping.losses import (jacobian_features, knn_smoothness, object_cosine_matrix, pair_consensus,
-                                     supervised_infonce)
+from structgs.shaping.losses import jacobian_features, knn_smoothness, pair_consensus, supervised_infonce
+from structgs.shaping.report import activation_report, test_psnr
 from structgs.shaping.sampling import sample_pool
 from structgs.training.losses import photometric_loss, quaternion_distance
 from structgs.utils.io import replace_dir_atomically, save_npy, write_json
@@ -402,63 +401,6 @@ class Shaper:
         torch.set_rng_state(st["torch_rng"])
         log.info("resuming shaping at step %d", self.step)
         return True
-
-
-@torch.no_grad()
-def activation_report(model: SceneModel, labels: torch.Tensor, cameras, branches) -> dict:
-    """Object x object mean activation cosine per branch, averaged over ``cameras``' view inputs."""
-    out = {}
-    for b in branches:
-        mats = []
-        for cam in cameras:
-            a = model.activations(b, camera=cam)
-            mat, ids = object_cosine_matrix(a, labels)
-            mats.append(mat)
-        mat = torch.stack(mats).mean(0)
-        k = len(ids)
-        off = mat[~torch.eye(k, dtype=torch.bool)]
-        out[b] = {"ids": ids, "matrix": mat.tolist(), "within_min": float(mat.diagonal().min()),
-                  "within_mean": float(mat.diagonal().mean()), "between_max": float(off.max()) if k > 1 else 0.0,
-                  "between_mean": float(off.mean()) if k > 1 else 0.0}
-    return out
-
-
-@torch.no_grad()
-def test_psnr(model: SceneModel, ds: SceneDataset) -> float:
-    bg = torch.tensor(ds.background, dtype=torch.float32, device=model.device)
-    cams = ds.split("test") if "test" in ds.cameras else ds.split("train")
-    vals = [psnr(model.render(c, background=bg).image, ds.image(c).to(model.device)) for c in cams]
-    return sum(vals) / len(vals)
-
-
-def format_lifting(lift: dict) -> str:
-    """The lifting part of a shape report in a few lines, with a warning when the masks look noisy."""
-    parts = [f"coverage {lift.get('coverage_filled', lift.get('coverage', 0)):.1%}"]
-    if "num_ids" in lift or "objects" in lift:
-        parts.append(f"{lift.get('objects', lift.get('num_ids'))} objects")
-    for key, name in (("accuracy_filled", "accuracy vs ground truth"), ("accuracy_per_view", "per-view accuracy")):
-        if key in lift:
-            parts.append(f"{name} {lift[key]:.1%}")
-    if lift.get("rest_label"):
-        parts.append("one id per view: the rest of the scene is the negative class")
-    lines = ["lifting: " + ", ".join(parts)]
-    noise = lift.get("noise")
-    if noise:
-        lines.append(f"masks: estimated {noise['merges_per_view']:.2f} merges and {noise['splits_per_view']:.2f} "
-                     f"splits per view; label confidence {noise['confidence_mean']:.2f} on average, "
-                     f"{noise['low_confidence_fraction']:.1%} of Gaussians below 0.6")
-        if noise["merges_per_view"] > 1 or noise["splits_per_view"] > 1 or noise["low_confidence_fraction"] > 0.3:
-            lines.append("warning: the masks disagree a lot across views; check shape_report.json 'noise.views' "
-                         "for the worst views and distrust segmentations near object contacts")
-    return "\n".join(lines)
-
-
-def format_matrix(entry: dict) -> str:
-    ids = entry["ids"]
-    lines = ["      " + " ".join(f"{i:>6d}" for i in ids)]
-    for i, row in zip(ids, entry["matrix"]):
-        lines.append(f"{i:>5d} " + " ".join(f"{v:6.3f}" for v in row))
-    return "\n".join(lines)
 
 
 def load_gt_labels(ds: SceneDataset, n: int, path: Path | None = None) -> torch.Tensor | None:
