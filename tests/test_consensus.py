@@ -110,3 +110,4 @@ def test_boundary_band_and_rest_label_rule():
     two = ids.clone()
     two[:2, :2] = 4
     assert not needs_rest_label([ids, two], 0)
+    assert not needs_rest_label([torch.zeros_like(ids)], 0)  # no id at all: nothing to shape, not "one object"

@@ -168,9 +168,10 @@ class ConsensusConfig:
     join: float = 0.5
     """Clusters merge while their pooled co-membership rate is at least this."""
     min_cluster: float = 0.002
-    """Clusters with fewer than this fraction of the anchors (and < 3) are dissolved (their
-    Gaussians take the id their views vote for among the other clusters)."""
+    """Clusters with fewer anchors than this fraction of them (and never fewer than 3) are
+    dissolved: their Gaussians take the object their views vote for among the other clusters."""
     seed: int = 0
+    """Seed of the anchor draw."""
 
 
 def co_membership(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -57,8 +57,10 @@ class LiftResult:
 
 
 def needs_rest_label(masks: list[torch.Tensor], ignore_id: int | None) -> bool:
-    """True when no view holds two ids: then the rest of the scene must be the negative class."""
-    return all(sum(1 for k in m.unique().tolist() if k != ignore_id) < 2 for m in masks)
+    """True when some view holds an id and none holds two: then the rest of the scene must be
+    the negative class (masks with no id at all label nothing, and shaping refuses them)."""
+    counts = [sum(1 for k in m.unique().tolist() if k != ignore_id) for m in masks]
+    return max(counts, default=0) == 1
 
 
 def lift_masks(model, dataset: SceneDataset, masks_dir, association: str = "tracked", ignore_id: int | None = 0,
