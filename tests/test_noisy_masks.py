@@ -1,13 +1,14 @@
 """Real masks are not ground truth: shaping, segmentation, association and voting on SAM-like
 masks, against the same runs on clean masks (ids permuted only); and the one-object masks of
-the click flow.
+the click flow. The thresholds are the issue's (13): every object within 3 mIoU points of the
+clean run and 3D IoU >= 95; the association within one object of the truth with >= 90 % of
+the pixels agreeing, and voting on it >= 85 mIoU for every object.
 
 The small scene's masks are corrupted per view at the built-in scene's rates (merges and
 splits with p 0.1, 2 % of boundary pixels dropped, ids permuted; seeded) with 1 px boundary
-jitter: its views are 64x64, so 1 px is the built-in scene's 2 px at 128x128. The issue's
-targets (mIoU within 3 points of clean, 3D IoU >= 95 per object) hold on the built-in scene
-(README, benchmarks/noise.py); this scene has 12 views instead of 24 and 6k Gaussians, and
-its thresholds below are what it measures, with margin."""
+jitter: its views are 64x64, so 1 px is the built-in scene's 1-2 px at 128x128. Measured with
+noise seeds 0, 1, 2 (this file uses 0): worst drop 0.6 / 0.9 / 0.6 points, worst 3D IoU 97.3 /
+98.0 / 96.8 (`none`) and 99.9 (`overlap`, all three); voting 93.0-99.7 mIoU."""
 
 import numpy as np
 import pytest
@@ -33,7 +34,7 @@ def noisy_masks(small_scene_dir, tmp_path_factory):
                          MaskNoise(jitter_min=1, jitter_max=1), seed=0)
 
 
-MEAN_DROP, WORST_DROP, MIN_IOU_3D = 3.0, 8.0, 85.0  # measured: see the module docstring and the commit
+MAX_DROP, MIN_IOU_3D, MIN_VOTING = 3.0, 95.0, 85.0  # the issue's thresholds
 
 
 @pytest.fixture(scope="module")
@@ -65,9 +66,8 @@ def test_noisy_masks_segment_nearly_as_well_as_clean_ones(association, noisy_mas
                        **FAST_SHAPING), device="cpu", progress=False)
     noisy = one_click(tmp_path / "noisy", small_scene_dir, clicks)
     clean = one_click(clean_run, small_scene_dir, clicks)
-    drop = [clean[k]["miou"] - noisy[k]["miou"] for k in clicks]
-    assert sum(drop) / len(drop) <= MEAN_DROP and max(drop) <= WORST_DROP, (noisy, clean)
     for k in clicks:  # every object, the ground included
+        assert clean[k]["miou"] - noisy[k]["miou"] <= MAX_DROP, (k, noisy, clean)
         assert noisy[k]["iou_3d"] >= MIN_IOU_3D, (k, noisy[k], clean[k])
     # the report says how noisy the masks looked; clean masks look clean
     noise, clean_noise = report["lifting"]["noise"], clean_report["lifting"]["noise"]
@@ -95,10 +95,7 @@ def test_masks_association_by_consensus_and_voting(noisy_masks, small_scene_dir,
         tid = int(ds.mask(ds.camera(view), out)[y, x])
         sel = segment_by_voting(model, cams, [ds.mask(c, out) == tid for c in cams])
         mious[k] = evaluate_selection(model, ds, truth, "test", k, sel)["miou"]
-    # the issue's >= 85 per object holds on the built-in scene (94.9-99.3); on this 12-view scene
-    # it holds for half the objects (measured 99.2 / 73.8 / 0.1 / 91.4: the cone's click view has
-    # it inside a mask merged with the ground that the consensus render did not split)
-    assert sorted(mious.values())[len(mious) // 2] >= 85 and max(mious.values()) >= 95, mious
+    assert min(mious.values()) >= MIN_VOTING, mious
     # the chain (tracker) association on the same masks, for comparison: merges make it worse
     chain = make_masks(small_scene_dir, tmp_path / "chain", MaskSources(oracle_masks=noisy_masks,
                        ply=small_scene_dir / "gaussians.ply"), ids="chain", progress=False)

@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from structgs.masks.base import Segmenter, Tracker, interior_points, mask_iou_matrix, paint_id_map
 from structgs.masks.consensus import ConsensusConfig, FixedGaussians, consensus_labels, view_votes
+from structgs.masks.fill import FillConfig, fill_labels
 from structgs.render.api import rasterize
 from structgs.utils.log import get_logger
 
@@ -55,6 +56,10 @@ class AssociationConfig:
     pixels on the view is a merge: it neither continues one object's id nor conditions the tracker."""
     band: int = 2
     """Consensus association: proposal pixels within this many pixels of an id change do not vote."""
+    fill: FillConfig = field(default_factory=FillConfig)
+    """Consensus association: Gaussians the votes leave unsure (unseen, too few views, low
+    share) take their trusted neighbours' object before the consensus is rendered; else a small
+    object the views rarely see renders mostly as background and its pixels are lost."""
 
 
 @dataclass
@@ -149,9 +154,11 @@ def associate_by_consensus(segmenter: Segmenter, gaussians, cameras: dict, names
     Each view's proposals vote onto the Gaussians (``consensus.view_votes``); the Gaussians'
     co-membership over all views decides the objects (``consensus.consensus_labels``), so a
     mask that merges two objects or splits one on a few views neither fuses them nor creates
-    a new id. Each view's id map then takes, per proposal, the object that the rendered labels
-    give most of its pixels (a proposal that covers two objects -- at least ``merge_cover`` of
-    each one's rendered pixels there -- is painted per pixel from the render instead), and
+    a new id. Gaussians the votes leave unsure take their trusted neighbours' object
+    (``masks.fill``), and the labels are rendered into every view. Each view's id map then
+    takes, per proposal, the object that the rendered labels give most of its pixels (a
+    proposal that also holds at least ``merge_cover`` of another object's rendered pixels
+    there is a merge, painted per pixel from the render instead), and
     pixels no proposal covers take the rendered label where the labelled Gaussians' alpha is
     at least 1/2 (objects the segmenter missed on that view).
     """
@@ -166,9 +173,11 @@ def associate_by_consensus(segmenter: Segmenter, gaussians, cameras: dict, names
     cams = [cameras[n] for n in names]
     source = FixedGaussians(gaussians)
     votes = view_votes(source, cams, raw, ignore_id=0, band=cfg.band, progress=progress)
-    labels, _, info = consensus_labels(votes, consensus)
+    labels, conf, info = consensus_labels(votes, consensus)
     G = info["objects"]
     g = source.gaussians
+    dev = g.means.device
+    labels = fill_labels(labels.to(dev), conf.to(dev), votes.voted.sum(0).to(dev), g.means, g.rgb_dc.clamp(0, 1), cfg.fill)
     onehot = torch.zeros(len(g), G, dtype=g.means.dtype, device=g.means.device)
     has = labels > 0
     onehot[torch.nonzero(has).flatten(), labels[has] - 1] = 1.0
@@ -183,8 +192,13 @@ def associate_by_consensus(segmenter: Segmenter, gaussians, cameras: dict, names
             objs, counts = objs[keep], counts[keep]
             if objs.numel() == 0:
                 continue
-            covers = [float(c) / max(int((rendered == o).sum()), 1) for o, c in zip(objs.tolist(), counts.tolist())]
-            if sum(c >= cfg.merge_cover for c in covers) >= 2:  # a merged mask: split it by the render
+            covers = torch.tensor([float(c) / max(int((rendered == o).sum()), 1)
+                                   for o, c in zip(objs.tolist(), counts.tolist())])
+            # a merged mask -- the object most of it renders as, and another one it holds at
+            # least merge_cover of (the first may be cut short by a split): split it by the render
+            others = torch.ones_like(covers, dtype=torch.bool)
+            others[counts.argmax()] = False
+            if bool((covers[others] >= cfg.merge_cover).any()):
                 out[m] = rendered[m]
             else:
                 out[m] = objs[counts.argmax()]

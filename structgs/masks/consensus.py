@@ -191,6 +191,88 @@ def co_membership(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return same, both
 
 
+@torch.no_grad()
+def membership_support(per_view: torch.Tensor, anchors: torch.Tensor, min_views: int = 3,
+                       chunk: int = 8192) -> torch.Tensor:
+    """(V, N) how much the other views support each Gaussian's mask in each view (-1: no evidence).
+
+    For Gaussian i with id k in view v, its mates are the anchors with id k in v; the support
+    is the pooled rate at which i shares an id with those mates in the *other* views,
+    sum(same - 1) / sum(both - 1) over the mates (view v itself removed from both counts),
+    counting only mates that at least ``min_views`` views label together with i. A Gaussian a
+    dilated mask of a touching object covers in one view has mates of that other object and a
+    support near 0; the smaller object inside a merged mask has mostly the larger one's mates.
+    Only same / different relations within a view are counted: ids never cross views.
+
+    per_view: (V, N) per-view ids (-1: none); anchors: (M,) Gaussian indices.
+    """
+    V, N = per_view.shape
+    has = (per_view != UNLABELLED).float()
+    lab_a, has_a = per_view[:, anchors], has[:, anchors]
+    support = torch.full((V, N), -1.0, device=per_view.device)
+    def mates_in(v: int, lab: torch.Tensor, h: torch.Tensor) -> torch.Tensor:  # (n, M): same id in view v
+        return ((lab[v][:, None] == lab_a[v][None, :]) & (h[v][:, None] > 0) & (has_a[v][None, :] > 0)).float()
+
+    for start in range(0, N, chunk):
+        sl = slice(start, min(start + chunk, N))
+        lab, h = per_view[:, sl], has[:, sl]
+        same = sum(mates_in(v, lab, h) for v in range(V))  # (n, M)
+        both = h.T @ has_a  # (n, M): views labelling both
+        known = (both >= min_views).float()
+        for v in range(V):
+            mates = mates_in(v, lab, h) * known
+            num = (mates * (same - 1)).sum(1)
+            den = (mates * (both - 1)).sum(1)
+            support[v, sl] = torch.where(den > 0, num / den.clamp_min(1e-12), torch.full_like(num, -1.0))
+    return support
+
+
+def _average_linkage(s_co: np.ndarray, s_both: np.ndarray, members: list[list[int]], join: float,
+                     allowed: np.ndarray | None = None, min_both: float = 0.0) -> list[list[int]]:
+    """Merge clusters (rows of the pooled (C, C) sums) while the best pooled rate
+    s_co / (s_both + 1) is >= ``join``; ``allowed`` (C, C) bool restricts which pairs may merge
+    (merged clusters keep the union's rights), ``min_both`` asks the pair that much evidence."""
+    s_co, s_both = s_co.copy(), s_both.copy()
+    C = len(members)
+    ok = np.ones((C, C), dtype=bool) if allowed is None else allowed.copy()
+    members = [list(m) for m in members]
+    alive = np.ones(C, dtype=bool)
+
+    def rates(a: int) -> np.ndarray:
+        r = np.where(alive & ok[a] & (s_both[a] >= min_both), s_co[a] / (s_both[a] + 1.0), -1.0)
+        r[a] = -1.0
+        return r
+
+    rate = np.stack([rates(a) for a in range(C)]) if C else np.zeros((0, 0))
+    while alive.sum() > 1:
+        flat = int(rate.argmax())
+        a, b = divmod(flat, C)
+        if rate[a, b] < join:
+            break
+        s_co[a] += s_co[b]
+        s_co[:, a] += s_co[:, b]
+        s_both[a] += s_both[b]
+        s_both[:, a] += s_both[:, b]
+        ok[a] &= ok[b]
+        ok[:, a] = ok[a]
+        alive[b] = False
+        rate[b] = -1.0
+        rate[:, b] = -1.0
+        rate[a] = rates(a)
+        rate[:, a] = rate[a]
+        members[a] += members[b]
+        members[b] = []
+    return [m for m, keep in zip(members, alive) if keep]
+
+
+def _pool(matrix: np.ndarray, members: list[list[int]]) -> np.ndarray:
+    """(C, C) sums of an (M, M) pair matrix over the members of each pair of clusters."""
+    onehot = np.zeros((len(members), matrix.shape[0]))
+    for c, m in enumerate(members):
+        onehot[c, m] = 1.0
+    return onehot @ matrix @ onehot.T
+
+
 def cluster_anchors(same: torch.Tensor, both: torch.Tensor, cfg: ConsensusConfig) -> torch.Tensor:
     """(M,) cluster index per anchor (-1: dissolved) by average linkage on co-membership.
 
@@ -199,35 +281,23 @@ def cluster_anchors(same: torch.Tensor, both: torch.Tensor, cfg: ConsensusConfig
     ``min_views`` views do not count; the +1 prefers well-supported merges) merges, while that
     rate is at least ``join``. A cross-object pair that agreed by chance in a few views only
     misplaces one anchor: every later merge averages over all the pairs of two clusters.
+
+    Parts of an object that no ``min_views`` views show together (a small object mostly
+    hidden: its sides are co-visible in one or two views) have no counted pair: clusters
+    without one between them then merge on the pooled rate over the pairs some view shows
+    together, given at least ``min_views`` such co-observations in all.
     """
-    known = (both >= cfg.min_views).double()
-    s_co = same.cpu().double() * known.cpu()
-    s_both = both.cpu().double() * known.cpu()
-    s_co, s_both = s_co.numpy().copy(), s_both.numpy().copy()
-    M = s_co.shape[0]
-    rate = s_co / (s_both + 1.0)
-    np.fill_diagonal(rate, -1.0)
-    members = {k: [k] for k in range(M)}
-    alive = np.ones(M, dtype=bool)
-    while len(members) > 1:
-        flat = int(rate.argmax())
-        a, b = divmod(flat, M)
-        if rate[a, b] < cfg.join:
-            break
-        s_co[a] += s_co[b]
-        s_co[:, a] += s_co[:, b]
-        s_both[a] += s_both[b]
-        s_both[:, a] += s_both[:, b]
-        alive[b] = False
-        rate[b] = -1.0
-        rate[:, b] = -1.0
-        rate[a] = np.where(alive, s_co[a] / (s_both[a] + 1.0), -1.0)
-        rate[:, a] = rate[a]
-        rate[a, a] = -1.0
-        members[a] += members.pop(b)
+    same_np, both_np = same.cpu().double().numpy(), both.cpu().double().numpy()
+    known = both_np >= cfg.min_views
+    M = same_np.shape[0]
+    clusters = _average_linkage(same_np * known, both_np * known, [[k] for k in range(M)], cfg.join)
+    # second stage: clusters the counted pairs could not compare
+    unjudged = _pool(known.astype(np.float64), clusters) == 0
+    clusters = _average_linkage(_pool(same_np, clusters), _pool(both_np, clusters), clusters, cfg.join,
+                                allowed=unjudged, min_both=cfg.min_views)
     cluster = np.full(M, -1)
     min_size = max(3, int(cfg.min_cluster * M))
-    kept = sorted((m for m in members.values() if len(m) >= min_size), key=len, reverse=True)
+    kept = sorted((m for m in clusters if len(m) >= min_size), key=len, reverse=True)
     for new, m in enumerate(kept):
         cluster[m] = new
     return torch.from_numpy(cluster).to(same.device)

@@ -13,14 +13,9 @@ boundaries (``consensus.view_votes``):
   across views.
 
 Every result carries a per-Gaussian confidence (the winning share of the votes) and a noise
-report (estimated merges / splits per view). Gaussians that never contribute (occluded,
-inside objects, too faint) can take the majority label of their nearest seen Gaussians
-(``fill_unseen``): otherwise nothing tells the shaping which object they belong to, and an
-edit of an object would leave its hidden part behind. Neighbours are found in position +
-colour (``fill_features``): the hidden underside of an object resting on the ground is as
-close to the ground as to the object, but it has the object's colour (on the built-in scene,
-8 neighbours by position alone label 64 % of the unseen Gaussians right, by position + 0.3 *
-colour 99.7 %).
+report (estimated merges / splits per view). Gaussians the votes leave unsure (never seen,
+seen by too few views, outvoted by too little) take the majority label of their nearest trusted
+Gaussians in position + colour (``structgs.masks.fill``).
 
 One-object masks (no view holds two ids, e.g. the click flow of ``structgs masks --pixel``):
 InfoNCE has no negatives, so ``rest_label`` makes everything the views show outside the masks
@@ -36,13 +31,15 @@ import torch
 from structgs.eval.metrics import matched_agreement
 from structgs.scene.cameras import Camera
 from structgs.scene.dataset import SceneDataset
-from structgs.masks.consensus import (REST, UNLABELLED, ConsensusConfig, ViewVotes, consensus_labels, noise_report,
-                                        view_votes, vote_tracked)
+from structgs.masks.fill import IGNORED, fill_features, fill_labels, fill_unseen, trusted_voters
+from structgs.masks.consensus import (REST, UNLABELLED, ConsensusConfig, ViewVotes, consensus_labels, membership_support,
+                                        noise_report, view_votes, vote_tracked)
+from structgs.utils.knn import knn_query
 from structgs.utils.log import get_logger
 
 log = get_logger("lifting")
 __all__ = ["REST", "UNLABELLED", "LiftResult", "lift_masks", "lift_per_view", "needs_rest_label", "fill_unseen",
-           "fill_unseen_per_view", "fill_features", "matched_accuracy"]
+           "fill_unseen_per_view", "fill_features", "fill_labels", "matched_accuracy", "trusted_voters"]
 
 
 @dataclass
@@ -54,6 +51,7 @@ class LiftResult:
     seen: torch.Tensor | None = None  # (N,) bool: some training view votes on it
     noise: dict = field(default_factory=dict)  # noise_report of the masks against the labels
     association: dict = field(default_factory=dict)  # consensus details (overlap)
+    views: torch.Tensor | None = None  # (N,) number of views voting on each Gaussian (an id or "no object")
 
 
 def needs_rest_label(masks: list[torch.Tensor], ignore_id: int | None) -> bool:
@@ -90,61 +88,43 @@ def lift_masks(model, dataset: SceneDataset, masks_dir, association: str = "trac
              "estimated merges / splits per view %.2f / %.2f", association, 100 * coverage, labels.numel(),
              int(labels[labels != UNLABELLED].unique().numel()), noise["confidence_mean"], noise["merges_per_view"],
              noise["splits_per_view"])
-    return LiftResult(labels, coverage, conf, votes.labels, votes.voted.any(0), noise, info)
+    voted = votes.voted
+    return LiftResult(labels, coverage, conf, votes.labels, voted.any(0), noise, info, voted.sum(0))
 
 
 def lift_per_view(model, cameras: list[Camera], masks: list[torch.Tensor], ignore_id: int | None = 0,
                   min_weight: float = 0.05, fill_knn: int = 0, fill_color_weight: float = 0.6, band: int = 2,
-                  rest_label: bool | None = None, min_confidence: float = 0.0,
+                  rest_label: bool | None = None, min_confidence: float = 0.0, min_views: int = 1,
+                  min_support: float = 0.0, consensus: ConsensusConfig | None = None,
                   progress: bool = True) -> tuple[torch.Tensor, ViewVotes]:
     """(V, N) each view's winning id per Gaussian (-1 if the view has no id for it), and the
     votes. Ids are compared only within a view: no association.
 
-    A view's vote whose winner has less than ``min_confidence`` of it is dropped. ``fill_knn``
-    > 0: Gaussians no view votes on take, in each view, the majority id of their nearest seen
+    A view's vote whose winner has less than ``min_confidence`` of it is dropped; so is a view's
+    label that the other views do not support (``consensus.membership_support`` below
+    ``min_support``, measured on ``consensus.anchors`` anchors), and so are all the votes on a
+    Gaussian that fewer than ``min_views`` views label. ``fill_knn`` > 0:
+    Gaussians left with no vote take, in each view, the majority id of their nearest seen
     Gaussians (fill_unseen_per_view).
     """
     rest = needs_rest_label(masks, ignore_id) if rest_label is None else rest_label
     votes = view_votes(model, cameras, masks, ignore_id, band, min_weight, rest, progress)
     confident = votes.voted & (votes.confidence >= min_confidence)
+    if min_support > 0:
+        cfg = consensus or ConsensusConfig()
+        labelled = torch.where(confident, votes.labels, torch.full_like(votes.labels, UNLABELLED))
+        cand = torch.nonzero(((labelled != UNLABELLED).sum(0) >= cfg.min_views).cpu()).flatten()
+        g = torch.Generator().manual_seed(cfg.seed)
+        anchors = cand[torch.randperm(cand.numel(), generator=g)[: cfg.anchors]].to(labelled.device)
+        support = membership_support(labelled, anchors, cfg.min_views)
+        confident &= ~((support >= 0) & (support < min_support))
+    confident &= ((confident & (votes.labels != UNLABELLED)).sum(0) >= min_views)[None]
     per_view = torch.where(confident, votes.labels, torch.full_like(votes.labels, UNLABELLED))
     if fill_knn > 0:
         with torch.no_grad():
             feats = fill_features(model.centroids.detach(), model.view_independent_colors(), fill_color_weight)
         per_view = fill_unseen_per_view(per_view, confident, feats.to(per_view.device), fill_knn)
     return per_view, votes
-
-
-IGNORED = -2  # seen, but on the ignore id: votes for "no object" when filling unseen Gaussians
-
-
-def fill_features(centroids: torch.Tensor, colors: torch.Tensor, color_weight: float) -> torch.Tensor:
-    """(N, 6) [centroid / extent, color_weight * rgb]; extent = diagonal of the 1-99 % centroid box."""
-    sample = centroids[:: max(1, centroids.shape[0] // 1_000_000)]  # torch.quantile caps its input size
-    lo, hi = torch.quantile(sample, 0.01, dim=0), torch.quantile(sample, 0.99, dim=0)
-    extent = (hi - lo).norm().clamp_min(1e-8)
-    return torch.cat([centroids / extent, color_weight * colors], dim=1)
-
-
-def fill_unseen(labels: torch.Tensor, seen: torch.Tensor, features: torch.Tensor, k: int = 8) -> torch.Tensor:
-    """Labels where every Gaussian that was never seen takes the most common value among its
-    k nearest seen Gaussians in ``features`` (N, D) (see fill_features); a majority of
-    seen-but-unlabelled (background) neighbours leaves it unlabelled. Seen Gaussians keep
-    their labels."""
-    from structgs.shaping.knn import knn_query
-
-    unseen = torch.nonzero(~seen).flatten()
-    if unseen.numel() == 0 or not seen.any() or k <= 0:
-        return labels.clone()
-    seen_idx = torch.nonzero(seen).flatten()
-    votes = labels[seen_idx].clone()
-    votes[votes == UNLABELLED] = IGNORED
-    nbr = knn_query(features[unseen], features[seen_idx], k)
-    winner = torch.mode(votes[nbr.to(votes.device)], dim=1).values
-    winner[winner == IGNORED] = UNLABELLED
-    out = labels.clone()
-    out[unseen] = winner
-    return out
 
 
 def fill_unseen_per_view(per_view: torch.Tensor, seen_in_view: torch.Tensor, features: torch.Tensor,
@@ -157,8 +137,6 @@ def fill_unseen_per_view(per_view: torch.Tensor, seen_in_view: torch.Tensor, fea
     id: "no object"), the others abstain. The majority id wins; a "no object" majority, or no
     vote at all, leaves it unlabelled in v.
     """
-    from structgs.shaping.knn import knn_query
-
     seen = seen_in_view.any(dim=0)
     unseen = torch.nonzero(~seen).flatten()
     out = per_view.clone()

@@ -27,10 +27,10 @@ from structgs.model import SceneModel
 from structgs.render.api import rasterize
 from structgs.scene.dataset import SceneDataset
 from structgs.shaping.config import ShapeConfig
-from structgs.shaping.knn import knn_indices
+from structgs.utils.knn import knn_indices
 from structgs.masks.consensus import consensus_labels, noise_report
-from structgs.shaping.lifting import (UNLABELLED, fill_features, fill_unseen, lift_masks, lift_per_view,
-                                     matched_accuracy, needs_rest_label)
+from structgs.masks.fill import FillConfig, fill_labels
+from structgs.shaping.lifting import UNLABELLED, lift_masks, lift_per_view, matched_accuracy, needs_rest_label
 from structgs.shaping.losses import jacobian_features, knn_smoothness, pair_consensus, supervised_infonce
 from structgs.shaping.report import activation_report, test_psnr
 from structgs.shaping.sampling import sample_pool
@@ -108,10 +108,10 @@ class Shaper:
                 self.lift_info["accuracy"] = matched_accuracy(labels.cpu(), gt_labels.cpu())
             if cfg.fill_knn > 0:
                 with torch.no_grad():
-                    feats = fill_features(self.model.centroids.detach(), self.model.view_independent_colors(),
-                                          cfg.fill_color_weight)
-                voters = lift.seen.to(labels.device) & (lift.confidence.to(labels.device) >= cfg.min_confidence)
-                labels = fill_unseen(labels, voters, feats.to(labels.device), cfg.fill_knn)
+                    colors = self.model.view_independent_colors()
+                fill = FillConfig(cfg.min_confidence, cfg.min_views, cfg.fill_knn, cfg.fill_color_weight)
+                labels = fill_labels(labels, lift.confidence.to(labels.device), lift.views.to(labels.device),
+                                     self.model.centroids.detach(), colors, fill)
                 self.lift_info["coverage_filled"] = float((labels >= 0).float().mean())
                 if gt_labels is not None:
                     self.lift_info["accuracy_filled"] = matched_accuracy(labels.cpu(), gt_labels.cpu())
@@ -123,7 +123,8 @@ class Shaper:
                 self._masks.update({c.name: mk for c, mk in zip(self.cams, masks)})
             view_labels, votes = lift_per_view(self.model, self.cams, masks, cfg.ignore_id, cfg.min_weight,
                                                cfg.fill_knn, cfg.fill_color_weight, cfg.band, cfg.rest_label,
-                                               cfg.min_confidence, self.progress)
+                                               cfg.min_confidence, cfg.per_view_min_views,
+                                               cfg.min_support, progress=self.progress)
             view_labels = view_labels.to(self.device)
             labelled = view_labels != UNLABELLED
             # the consensus of the views, for the report only: this mode never compares ids across views

@@ -43,7 +43,7 @@ class Targets:
 
 
 def _targets_from_points(points: torch.Tensor, colors: torch.Tensor | None) -> Gaussians:
-    from structgs.shaping.knn import knn_indices
+    from structgs.utils.knn import knn_indices
 
     n = points.shape[0]
     nn_idx = knn_indices(points, 4)[:, 1:]
