@@ -96,10 +96,14 @@ def test_masks_association_by_consensus_and_voting(noisy_masks, small_scene_dir,
         sel = segment_by_voting(model, cams, [ds.mask(c, out) == tid for c in cams])
         mious[k] = evaluate_selection(model, ds, truth, "test", k, sel)["miou"]
     assert min(mious.values()) >= MIN_VOTING, mious
-    # the chain (tracker) association on the same masks, for comparison: merges make it worse
+    # the chain (tracker) association on the same masks: splits and merges cost it ids and pixels
+    # (measured on noise seeds 0 / 1 / 2: 8 / 6 / 9 objects, 85.5 / 92.0 / 90.2 % agreeing; the
+    # consensus 4 objects, 98.0 / 97.7 / 97.6 %)
     chain = make_masks(small_scene_dir, tmp_path / "chain", MaskSources(oracle_masks=noisy_masks,
                        ply=small_scene_dir / "gaussians.ply"), ids="chain", progress=False)
-    assert chain["ids"] == "chain"
+    chain_agree = matched_agreement(torch.cat([ds.mask(c, tmp_path / "chain").flatten() for c in cams]),
+                                    torch.cat([ds.mask(c, truth).flatten() for c in cams]))
+    assert chain["ids"] == "chain" and agree - chain_agree >= 0.03, (agree, chain_agree)
     with pytest.raises(ValueError, match="--ids consensus needs --ply"):
         make_masks(small_scene_dir, tmp_path / "x", MaskSources(oracle_masks=noisy_masks, tracker="gaussians"),
                    ids="consensus", progress=False)
