@@ -174,21 +174,26 @@ class ConsensusConfig:
     """Seed of the anchor draw."""
 
 
+def sample_anchors(labels: torch.Tensor, cfg: ConsensusConfig) -> torch.Tensor:
+    """(M,) Gaussian indices, M <= cfg.anchors: a seeded draw among those that at least
+    ``cfg.min_views`` views label. labels: (V, N) per-view ids (-1: none)."""
+    cand = torch.nonzero(((labels != UNLABELLED).sum(0) >= cfg.min_views).cpu()).flatten()
+    g = torch.Generator().manual_seed(cfg.seed)
+    return cand[torch.randperm(cand.numel(), generator=g)[: cfg.anchors]].to(labels.device)
+
+
 def co_membership(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(M, M) number of views in which two Gaussians have the same id, and in which both have an id.
 
     labels: (V, M) per-view ids (-1: no id in that view)."""
     V, M = labels.shape
+    has = (labels != UNLABELLED).float()
     same = torch.zeros(M, M, device=labels.device)
-    both = torch.zeros(M, M, device=labels.device)
     for v in range(V):
-        has = labels[v] != UNLABELLED
         ids, inv = labels[v].unique(return_inverse=True)
-        onehot = F.one_hot(inv, ids.numel()).float() * has[:, None].float()
+        onehot = F.one_hot(inv, ids.numel()).float() * has[v][:, None]
         same += onehot @ onehot.T
-        h = has.float()
-        both += h[:, None] * h[None, :]
-    return same, both
+    return same, has.T @ has
 
 
 @torch.no_grad()
@@ -309,11 +314,9 @@ def consensus_labels(votes: ViewVotes, cfg: ConsensusConfig | None = None) -> tu
     cfg = cfg or ConsensusConfig()
     lab = votes.labels
     V, N = lab.shape
-    g = torch.Generator().manual_seed(cfg.seed)
-    cand = torch.nonzero(((lab != UNLABELLED).sum(0) >= cfg.min_views).cpu()).flatten()
-    if cand.numel() == 0:
+    anchors = sample_anchors(lab, cfg)
+    if anchors.numel() == 0:
         return torch.full((N,), UNLABELLED, dtype=torch.int64), torch.zeros(N), {"anchors": 0, "objects": 0}
-    anchors = cand[torch.randperm(cand.numel(), generator=g)[: cfg.anchors]].to(lab.device)
     same, both = co_membership(lab[:, anchors])
     cluster = cluster_anchors(same, both, cfg)
     G = int(cluster.max()) + 1

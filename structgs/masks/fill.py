@@ -93,6 +93,13 @@ class FillConfig:
     color_weight: float = 0.6
     """Weight of the colour next to the position in that neighbour search."""
 
+    def __post_init__(self) -> None:
+        if not 0 <= self.min_confidence <= 1:
+            raise ValueError(f"fill: min_confidence must be in [0, 1], got {self.min_confidence}")
+        if self.min_views < 1 or self.knn < 0 or self.color_weight < 0:
+            raise ValueError(f"fill: need min_views >= 1, knn >= 0, color_weight >= 0; got {self.min_views}, "
+                             f"{self.knn}, {self.color_weight}")
+
 
 def fill_labels(labels: torch.Tensor, confidence: torch.Tensor, views: torch.Tensor, centroids: torch.Tensor,
                 colors: torch.Tensor, cfg: FillConfig = FillConfig()) -> torch.Tensor:

@@ -33,7 +33,7 @@ from structgs.scene.cameras import Camera
 from structgs.scene.dataset import SceneDataset
 from structgs.masks.fill import IGNORED, fill_features, fill_labels, fill_unseen, trusted_voters
 from structgs.masks.consensus import (REST, UNLABELLED, ConsensusConfig, ViewVotes, consensus_labels, membership_support,
-                                        noise_report, view_votes, vote_tracked)
+                                        noise_report, sample_anchors, view_votes, vote_tracked)
 from structgs.utils.knn import knn_query
 from structgs.utils.log import get_logger
 
@@ -113,10 +113,7 @@ def lift_per_view(model, cameras: list[Camera], masks: list[torch.Tensor], ignor
     if min_support > 0:
         cfg = consensus or ConsensusConfig()
         labelled = torch.where(confident, votes.labels, torch.full_like(votes.labels, UNLABELLED))
-        cand = torch.nonzero(((labelled != UNLABELLED).sum(0) >= cfg.min_views).cpu()).flatten()
-        g = torch.Generator().manual_seed(cfg.seed)
-        anchors = cand[torch.randperm(cand.numel(), generator=g)[: cfg.anchors]].to(labelled.device)
-        support = membership_support(labelled, anchors, cfg.min_views)
+        support = membership_support(labelled, sample_anchors(labelled, cfg), cfg.min_views)
         confident &= ~((support >= 0) & (support < min_support))
     confident &= ((confident & (votes.labels != UNLABELLED)).sum(0) >= min_views)[None]
     per_view = torch.where(confident, votes.labels, torch.full_like(votes.labels, UNLABELLED))
