@@ -8,7 +8,7 @@ import torch
 
 from structgs.model import SceneModel
 from structgs.shaping.config import ShapeConfig
-from structgs.shaping.losses import supervised_infonce
+from structgs.shaping.losses import knn_smoothness, same_object_neighbours, supervised_infonce
 from structgs.shaping.shaper import shape_run
 
 FAST = dict(iters=300, repair_iters=100, checkpoint_every=0)
@@ -196,6 +196,28 @@ def test_infonce_prefers_separated_features():
     mixed = separated.clone()
     mixed[3:] = mixed[3:] + torch.tensor([0.8, 0, 0])
     assert supervised_infonce(separated, labels) < supervised_infonce(mixed, labels)
+
+
+def test_smoothness_within_labels_ignores_the_touching_object():
+    """A ground Gaussian at a contact with two ground and two object neighbours: Eq. 10 over all
+    neighbours pulls it towards the object; over the same-label ones its gradient pulls it
+    along the ground direction only, and the loss equals Eq. 10 on those neighbours alone."""
+    ground, obj = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])
+    a = ground.clone()[None].requires_grad_(True)
+    nbrs = torch.stack([ground, ground, obj, obj])[None]  # (1, 4, 2)
+    keep = same_object_neighbours(torch.tensor([1]), torch.tensor([[1, -1, 4, 4]]))
+    assert keep.tolist() == [[True, True, False, False]]
+    knn_smoothness(a, nbrs).backward()
+    assert a.grad[0, 1] < -1e-3  # all neighbours: descending the loss raises the object component
+    a.grad = None
+    loss = knn_smoothness(a, nbrs, keep)
+    loss.backward()
+    assert float(loss) == pytest.approx(0.0, abs=1e-6) and a.grad.abs().max() < 1e-6
+    assert torch.allclose(knn_smoothness(a, nbrs, keep), knn_smoothness(a, nbrs[:, :2]))
+    none = torch.zeros(1, 4, dtype=torch.bool)  # no neighbour counts: no term, not NaN
+    assert float(knn_smoothness(a, nbrs, none)) == 0.0
+    with pytest.raises(ValueError, match=r"keep must be \(1, 4\)"):
+        knn_smoothness(a, nbrs, keep[:, :3])
 
 
 def test_shape_errors(fitted_small_run, small_scene_dir, tmp_path):

@@ -59,6 +59,12 @@ class ShapeConfig:
     0.3 was slightly worse (0.88 vs 0.93)."""
     knn: int = 16
     """Neighbours for the smoothness term (faiss, by centroid distance, within the touched pool)."""
+    smooth_within_labels: bool = True
+    """The smoothness term averages only the neighbours not labelled as another object (the
+    lifted labels; in the tracker-free mode, the step view's ids). With every neighbour, a
+    Gaussian at a contact is pulled towards the touching object: on the built-in scene its
+    ground Gaussians under the torus kept cos up to 0.43 with the torus, and moved with it
+    (README, "Method choices"). False: Eq. 10 as written."""
     touch_fraction: float = 0.15
     """Fraction of all Gaussians the fine-tune may touch (the paper touches 7-15 %)."""
     sampling: str = "uniform"

@@ -70,10 +70,33 @@ def pair_consensus(view_labels: torch.Tensor, view: int, min_views: int = 3, joi
     return (both < min_views) | (here == together)
 
 
-def knn_smoothness(features: torch.Tensor, neighbour_features: torch.Tensor) -> torch.Tensor:
-    """features (B, D); neighbour_features (B, k, D): 1 - cos(a_i, mean of neighbours), mean over B."""
-    target = F.normalize(neighbour_features.detach(), dim=-1).mean(1)
-    return (1 - F.cosine_similarity(features, target, dim=-1, eps=1e-8)).mean()
+def knn_smoothness(features: torch.Tensor, neighbour_features: torch.Tensor,
+                   keep: torch.Tensor | None = None) -> torch.Tensor:
+    """features (B, D); neighbour_features (B, k, D): 1 - cos(a_i, mean of neighbours), mean over B.
+
+    ``keep``: optional (B, k) bool, the neighbours that count (e.g. those not labelled as another
+    object: at a contact, the touching object's Gaussians would otherwise pull a Gaussian
+    towards that object's activations). Rows with no kept neighbour are left out; 0 if none.
+    """
+    unit = F.normalize(neighbour_features.detach(), dim=-1)
+    if keep is None:
+        target = unit.mean(1)
+        return (1 - F.cosine_similarity(features, target, dim=-1, eps=1e-8)).mean()
+    if keep.shape != neighbour_features.shape[:2]:
+        raise ValueError(f"keep must be {tuple(neighbour_features.shape[:2])}, got {tuple(keep.shape)}")
+    rows = keep.any(1)
+    if not rows.any():
+        return features.sum() * 0.0
+    w = keep.to(unit.dtype)
+    target = (unit * w[..., None]).sum(1) / w.sum(1, keepdim=True).clamp_min(1.0)
+    return (1 - F.cosine_similarity(features[rows], target[rows], dim=-1, eps=1e-8)).mean()
+
+
+def same_object_neighbours(labels: torch.Tensor, neighbour_labels: torch.Tensor, unlabelled: int = -1) -> torch.Tensor:
+    """(B, k) bool: neighbours not known to belong to another object than their row's Gaussian
+    (same label, or either side unlabelled). labels (B,), neighbour_labels (B, k)."""
+    row = labels[:, None]
+    return (neighbour_labels == row) | (neighbour_labels == unlabelled) | (row == unlabelled)
 
 
 def jacobian_features(decoder, branch: str, latents: torch.Tensor, view: torch.Tensor | None,

@@ -31,7 +31,8 @@ from structgs.utils.knn import knn_indices
 from structgs.masks.consensus import consensus_labels, noise_report
 from structgs.masks.fill import FillConfig, fill_labels
 from structgs.shaping.lifting import UNLABELLED, lift_masks, lift_per_view, matched_accuracy, needs_rest_label
-from structgs.shaping.losses import jacobian_features, knn_smoothness, pair_consensus, supervised_infonce
+from structgs.shaping.losses import (jacobian_features, knn_smoothness, pair_consensus, same_object_neighbours,
+                                     supervised_infonce)
 from structgs.shaping.report import activation_report, test_psnr
 from structgs.shaping.sampling import sample_pool
 from structgs.training.losses import photometric_loss, quaternion_distance
@@ -167,6 +168,7 @@ class Shaper:
         has = lab != UNLABELLED
         nbr = self.pool[self.pool_knn[pos]]  # (B, k), within the pool
         nview = m.view_inputs(cam, nbr.reshape(-1))
+        keep = same_object_neighbours(lab, self.labels[nbr], UNLABELLED) if cfg.smooth_within_labels else None
         mi = reg = torch.zeros((), device=self.device)
         for b in self.branches:
             feats = branch_features(m, b, idx, view, cfg.objective)
@@ -176,7 +178,7 @@ class Shaper:
                 a = feats if cfg.objective == "activation" else m.activations(b, idx, view)
                 with torch.no_grad():
                     na = m.activations(b, nbr.reshape(-1), nview)
-                reg = reg + knn_smoothness(a, na.reshape(nbr.shape[0], nbr.shape[1], -1))
+                reg = reg + knn_smoothness(a, na.reshape(nbr.shape[0], nbr.shape[1], -1), keep)
         if self.side:  # the decoded attributes cannot change: nothing to reconstruct
             rec = torch.zeros((), device=self.device)
         elif cfg.recon_batch > 0 and cfg.recon == "attributes":
@@ -236,8 +238,12 @@ class Shaper:
                     mi = mi + supervised_infonce(a[has], lab[has], cfg.temperature, trusted)
         reg = torch.zeros((), device=self.device)
         if cfg.lambda_reg > 0 and idx.numel() > 0:  # a view may label none of the pool
+            keep = None
+            if cfg.smooth_within_labels and cfg.view_gaussians:  # this view's ids, compared within the view
+                here = self.view_labels[self.view_index[cam.name]]
+                keep = same_object_neighbours(here[idx], here[nbr], UNLABELLED)
             for a, na in zip(batch, neighbours):
-                reg = reg + knn_smoothness(a, na)
+                reg = reg + knn_smoothness(a, na, keep)
         rec = torch.zeros((), device=self.device)
         if not self.side and idx.numel() > 0:
             rec = self._recon(cam, idx, m.view_inputs(cam, idx))
