@@ -212,10 +212,10 @@ def test_smoothness_within_labels_ignores_the_touching_object():
     a.grad = None
     loss = knn_smoothness(a, nbrs, keep)
     loss.backward()
-    assert float(loss) == pytest.approx(0.0, abs=1e-6) and a.grad.abs().max() < 1e-6
+    assert loss.item() == pytest.approx(0.0, abs=1e-6) and a.grad.abs().max() < 1e-6
     assert torch.allclose(knn_smoothness(a, nbrs, keep), knn_smoothness(a, nbrs[:, :2]))
     none = torch.zeros(1, 4, dtype=torch.bool)  # no neighbour counts: no term, not NaN
-    assert float(knn_smoothness(a, nbrs, none)) == 0.0
+    assert knn_smoothness(a, nbrs, none).item() == 0.0
     with pytest.raises(ValueError, match=r"keep must be \(1, 4\)"):
         knn_smoothness(a, nbrs, keep[:, :3])
 

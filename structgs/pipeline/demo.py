@@ -61,22 +61,8 @@ def run_demo(out: Path, seed: int = 0, device: str = "auto", fit_config: FitConf
                      "shaping": {k: shape_report[k] for k in ("fraction_touched", "psnr_before", "psnr_after", "seconds")},
                      "masks": _mask_summary(scene, shape_report),
                      "segmentation": {}, "edits": {}}
-    # segment every object from a single click, evaluated on the test views
     objects = sorted(int(k) for k in labels.unique() if k >= 2)
-    seeds = {}
-    for k in objects:
-        view, pixel = pick_target_pixel(ds, ds.masks_dir, k)
-        seed_sel = from_pixels(model, ds.camera(view), [pixel])
-        t = time.perf_counter()
-        seg = editor.segment(seed_sel)
-        dt = time.perf_counter() - t
-        res = evaluate_selection(model, ds, ds.masks_dir, "test", k, seg)
-        res.update({"iou_3d": 100 * iou(seg, labels == k), "query_s": dt, "click": {"view": view, "pixel": list(pixel)}})
-        summary["segmentation"][k] = res
-        seeds[k] = seg
-    # every edit on every object (from its one-click segmentation), each undone before the next
-    for k in objects:
-        summary["edits"][k] = measure_edits(editor, seeds[k])
+    seeds = segment_and_edit(editor, ds, labels, objects, summary)
     # before/after renders of a test view: remove, recolour and move (x3) one object each
     cam = ds.split("test")[0]
     bg = torch.tensor(ds.background, device=dev)
@@ -98,6 +84,27 @@ def run_demo(out: Path, seed: int = 0, device: str = "auto", fit_config: FitConf
     (out / "summary.md").write_text(text + "\n")
     print(text)
     return summary
+
+
+def segment_and_edit(editor: SceneEditor, ds, labels: torch.Tensor, objects: list[int], summary: dict) -> dict:
+    """Segment every object from one click (its deepest pixel in the training view where it is
+    largest; scored on the test views against ``ds.masks_dir``, 3D IoU against ``labels``), then
+    every edit on every object from that selection, each undone before the next. Fills
+    ``summary["segmentation"]`` and ``summary["edits"]``; returns the selections by object."""
+    model, seeds = editor.model, {}
+    for k in objects:
+        view, pixel = pick_target_pixel(ds, ds.masks_dir, k)
+        seed_sel = from_pixels(model, ds.camera(view), [pixel])
+        t = time.perf_counter()
+        seg = editor.segment(seed_sel)
+        dt = time.perf_counter() - t
+        res = evaluate_selection(model, ds, ds.masks_dir, "test", k, seg)
+        res.update({"iou_3d": 100 * iou(seg, labels == k), "query_s": dt, "click": {"view": view, "pixel": list(pixel)}})
+        summary.setdefault("segmentation", {})[k] = res
+        seeds[k] = seg
+    for k in objects:
+        summary.setdefault("edits", {})[k] = measure_edits(editor, seeds[k])
+    return seeds
 
 
 def _mask_summary(scene: Path, shape_report: dict) -> dict:
@@ -126,8 +133,13 @@ def format_summary(s: dict) -> str:
              f"fit: test PSNR {s['fit']['psnr_fitted']:.2f} dB (input PLY {s['fit']['psnr_input_ply']:.2f} dB)",
              f"shaping: touched {s['shaping']['fraction_touched']:.1%}, test PSNR {s['shaping']['psnr_before']:.2f} -> "
              f"{s['shaping']['psnr_after']:.2f} dB, {s['shaping']['seconds']:.0f} s",
-             _format_masks(s["masks"]), "",
-             "| object | click (view, pixel) | test mIoU | test mBIoU | 3D IoU | query s |", "|---|---|---|---|---|---|"]
+             _format_masks(s["masks"]), "", format_tables(s)]
+    return "\n".join(lines)
+
+
+def format_tables(s: dict) -> str:
+    """The segmentation and edit tables of ``segment_and_edit``'s figures."""
+    lines = ["| object | click (view, pixel) | test mIoU | test mBIoU | 3D IoU | query s |", "|---|---|---|---|---|---|"]
     for k, r in s["segmentation"].items():
         lines.append(f"| {k} | {r['click']['view']} {tuple(r['click']['pixel'])} | {r['miou']:.1f} | {r['mbiou']:.1f} | "
                      f"{r['iou_3d']:.1f} | {r['query_s']:.3f} |")
