@@ -174,6 +174,61 @@ def test_load_reports_mismatches(tmp_path):
         SceneModel.from_pretrained(tmp_path)
 
 
+@pytest.mark.parametrize("edit, message", [
+    (lambda c: c["decoder"].__setitem__("hidden_width", "128"), r"config\.json: decoder\.hidden_width must be an integer, got '128'"),
+    (lambda c: c["decoder"].__setitem__("branches", "color"), r"decoder\.branches must be a list of strings, got 'color'"),
+    (lambda c: c["decoder"].__setitem__("position_scale", True), r"decoder\.position_scale must be a number, got True"),
+    (lambda c: c["decoder"].__setitem__("view_inputs", "eyes"), r"config\.json: decoder: view_inputs must be none, dir"),
+    (lambda c: c.__setitem__("num_gaussians", "20"), r"config\.json: field 'num_gaussians' must be an integer"),
+    (lambda c: c.__setitem__("meta", []), r"config\.json: field 'meta' must be an object"),
+    (lambda c: c.pop("decoder"), r"config\.json: field 'decoder' is missing"),
+])
+def test_a_wrong_field_in_config_json_names_the_file_and_field(tmp_path, edit, message):
+    _model(n=20).save_pretrained(tmp_path / "run")
+    cfg_path = tmp_path / "run" / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    edit(cfg)
+    cfg_path.write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match=message):
+        SceneModel.from_pretrained(tmp_path / "run")
+
+
+def test_save_is_all_or_nothing(tmp_path, monkeypatch):
+    """A kill after the new weights are written but before config.json names them leaves the
+    previous save readable and bit-exact (not new weights under an old config); a finished
+    save leaves one weights file; old runs with model.safetensors still load."""
+    import structgs.model.scene_model as sm
+
+    old, new = _model(n=20, seed=0), _model(n=20, seed=1)
+    old.save_pretrained(tmp_path / "run")
+
+    def killed(path, obj):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sm, "write_json", killed)
+    with pytest.raises(KeyboardInterrupt):
+        new.save_pretrained(tmp_path / "run")
+    monkeypatch.undo()
+    back = SceneModel.from_pretrained(tmp_path / "run")
+    assert all(torch.equal(v, old.state_dict()[k]) for k, v in back.state_dict().items())
+    new.save_pretrained(tmp_path / "run")
+    back = SceneModel.from_pretrained(tmp_path / "run")
+    assert all(torch.equal(v, new.state_dict()[k]) for k, v in back.state_dict().items())
+    assert [p.name for p in (tmp_path / "run").glob("*.safetensors")] == [json.loads(
+        (tmp_path / "run" / "config.json").read_text())["weights"]]
+    assert not list((tmp_path / "run").glob(".*"))  # no temporary left behind
+    # a run written before content-named weights
+    cfg_path = tmp_path / "run" / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    (tmp_path / "run" / cfg.pop("weights")).rename(tmp_path / "run" / "model.safetensors")
+    cfg_path.write_text(json.dumps(cfg))
+    assert torch.equal(SceneModel.from_pretrained(tmp_path / "run").latents, new.latents)
+    cfg["weights"] = "../x.safetensors"
+    cfg_path.write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match="field 'weights' must name a .safetensors file"):
+        SceneModel.from_pretrained(tmp_path / "run")
+
+
 def test_export_ply_round_trip(tmp_path):
     from structgs.scene import read_ply, write_ply
 

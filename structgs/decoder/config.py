@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from structgs.utils.fields import check_fields
+
 BRANCHES = ("color", "opacity", "scale", "rotation", "motion")
 OUTPUT_DIMS = {"color": 3, "opacity": 1, "scale": 3, "rotation": 4, "motion": 3}
 
@@ -120,9 +122,11 @@ class DecoderConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> DecoderConfig:
-        known = {f for f in cls.__dataclass_fields__}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"decoder config has unknown fields {unknown} (written by a newer structgs?)")
-        return cls(**d)
+    def from_dict(cls, d: dict[str, Any], where: str = "decoder config") -> DecoderConfig:
+        """The config from its JSON form; unknown fields, wrong types and invalid values raise a
+        ValueError that starts with ``where`` (e.g. "RUN/config.json: decoder")."""
+        check_fields(cls, d, where)
+        try:
+            return cls(**d)
+        except ValueError as e:
+            raise ValueError(f"{where}: {e}") from None

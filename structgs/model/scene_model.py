@@ -1,13 +1,18 @@
 """The per-scene model: centroids + latents + decoder, rendered through the render backends.
 
-Saved like diffusers pipelines: ``save_pretrained(dir)`` writes ``config.json`` (plain JSON)
-and ``model.safetensors``; ``from_pretrained(dir)`` checks format, version and shapes.
+Saved like diffusers pipelines: ``save_pretrained(dir)`` writes the weights
+(``model-<content hash>.safetensors``) and then ``config.json`` (plain JSON) naming them, so a
+kill at any point leaves the previous save or the new one, never new weights under an old
+config; ``from_pretrained(dir)`` checks format, version and shapes.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,11 +26,19 @@ from structgs.decoder import AttributeDecoder, DecoderConfig
 from structgs.render.api import RenderOutput, rasterize
 from structgs.scene.cameras import Camera
 from structgs.scene.gaussians import Gaussians, rgb_to_sh_dc
-from structgs.utils.io import atomic_write, write_json
+from structgs.utils.io import write_json
 
 FORMAT = "structgs-scene-model"
 FORMAT_VERSION = 1
 CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 @dataclass
@@ -163,20 +176,35 @@ class SceneModel(nn.Module):
                 "explicit": sorted(self.explicit.keys()), "meta": self.meta}
 
     def save_pretrained(self, directory: str | Path) -> Path:
-        """Write ``model.safetensors`` then ``config.json`` into ``directory``, each atomically.
-
-        Other files in the directory (reports, checkpoints) are left alone.
+        """Write the weights under a name of their content's hash, then ``config.json`` naming
+        them (the commit point), then delete weights no config names any more. Each file is
+        written atomically; other files in the directory (reports, checkpoints) are left alone.
         """
         directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        atomic_write(directory / WEIGHTS_NAME, lambda tmp: save_file(state, str(tmp), metadata={"format": FORMAT}))
-        write_json(directory / CONFIG_NAME, self.config_dict())
+        fd, tmp = tempfile.mkstemp(prefix=".model.", suffix=".tmp", dir=directory)
+        os.close(fd)
+        try:
+            save_file(state, tmp, metadata={"format": FORMAT})
+            name = f"model-{_sha256(Path(tmp))[:16]}.safetensors"
+            os.replace(tmp, directory / name)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        cfg = self.config_dict()
+        cfg["weights"] = name
+        write_json(directory / CONFIG_NAME, cfg)
+        for old in directory.glob("model*.safetensors"):
+            if old.name != name:
+                old.unlink()
         return directory
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, device: torch.device | str = "cpu") -> SceneModel:
         directory = Path(directory)
-        cfg_path, w_path = directory / CONFIG_NAME, directory / WEIGHTS_NAME
+        cfg_path = directory / CONFIG_NAME
         if not cfg_path.is_file():
             raise FileNotFoundError(f"{directory}: not a structgs run (no {CONFIG_NAME})")
         try:
@@ -188,9 +216,20 @@ class SceneModel(nn.Module):
         if int(cfg.get("format_version", -1)) > FORMAT_VERSION:
             raise ValueError(f"{cfg_path}: format version {cfg['format_version']} was written by a newer structgs "
                              f"({cfg.get('structgs_version')}); this is {structgs.__version__} (format {FORMAT_VERSION})")
-        model = cls(DecoderConfig.from_dict(cfg["decoder"]), int(cfg["num_gaussians"]), cfg.get("meta"))
+        weights = cfg.get("weights", WEIGHTS_NAME)  # runs saved before content-named weights: model.safetensors
+        if not isinstance(weights, str) or Path(weights).name != weights or not weights.endswith(".safetensors"):
+            raise ValueError(f"{cfg_path}: field 'weights' must name a .safetensors file in {directory}, got {weights!r}")
+        w_path = directory / weights
+        for name, kind in (("num_gaussians", int), ("decoder", dict), ("meta", dict)):
+            if name not in cfg and name != "meta":
+                raise ValueError(f"{cfg_path}: field '{name}' is missing")
+            if name in cfg and (not isinstance(cfg[name], kind) or isinstance(cfg[name], bool)):
+                raise ValueError(f"{cfg_path}: field '{name}' must be {'an integer' if kind is int else 'an object'}, "
+                                 f"got {cfg[name]!r}")
+        decoder = DecoderConfig.from_dict(cfg["decoder"], f"{cfg_path}: decoder")
+        model = cls(decoder, cfg["num_gaussians"], cfg.get("meta"))
         if not w_path.is_file():
-            raise FileNotFoundError(f"{directory}: weights file {WEIGHTS_NAME} is missing")
+            raise FileNotFoundError(f"{directory}: weights file {weights} (named by {CONFIG_NAME}) is missing")
         try:
             state = load_file(str(w_path))
         except Exception as e:
