@@ -1,5 +1,6 @@
 """Blender and COLMAP loaders, view names, masks convention, and errors."""
 
+import json
 import math
 import struct
 
@@ -62,6 +63,23 @@ def test_masks_convention_and_errors(shared_data, tmp_path):
         ds.mask(ds.camera("train/r_8"))
 
 
+def test_an_image_of_another_size_is_refused(shared_data, tmp_path):
+    """One camera model per split: an image of another size would get wrong intrinsics."""
+    import shutil
+
+    root = tmp_path / "chair"
+    shutil.copytree(shared_data / "chair_200", root)
+    Image.open(root / "train" / "r_4.png").resize((100, 100)).save(root / "train" / "r_4.png")
+    with pytest.raises(ValueError, match=r"r_4\.png: image is 100x100 but train/r_0's is 200x200"):
+        load_dataset(root)
+    # sizes given in the transforms file are checked against the images
+    meta = json.loads((root / "transforms_train.json").read_text())
+    meta["w"], meta["h"] = 200, 200
+    (root / "transforms_train.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=r"r_4\.png: image is 100x100 but transforms_train\.json's w/h says 200x200"):
+        load_dataset(root)
+
+
 def _write_colmap_binary(root, w2c_list, fx, cx, cy, size):
     sparse = root / "sparse" / "0"
     sparse.mkdir(parents=True)
@@ -104,6 +122,9 @@ def test_colmap_binary_and_text(tmp_path):
     (txt / "sparse" / "0" / "images.txt").write_text("\n".join(lines) + "\n")
     ds2 = load_dataset(txt, format="colmap", downscale=2)
     assert torch.allclose(ds2.camera("IMG_3").world_to_camera, cam.world_to_camera)
+    Image.new("RGB", (60, 48)).save(tmp_path / "images" / "IMG_5.jpg")
+    with pytest.raises(ValueError, match=r"IMG_5\.jpg: image is 60x48 but camera 1 in .*sparse/0 says 64x48"):
+        load_dataset(tmp_path)
 
 
 def test_colmap_distortion_is_refused(tmp_path):

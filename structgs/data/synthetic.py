@@ -25,7 +25,7 @@ from structgs.scene.cameras import Camera, intrinsics, look_at, opencv_to_opengl
 from structgs.scene.gaussians import Gaussians, rgb_to_sh_dc
 from structgs.scene.images import save_id_mask, save_rgb
 from structgs.scene.ply import write_ply
-from structgs.utils.io import write_json
+from structgs.utils.io import save_npy, write_json
 from structgs.utils.log import get_logger
 
 log = get_logger("data")
@@ -216,7 +216,6 @@ def write_scene(scene: SyntheticScene, out_dir: str | Path, progress: bool = Tru
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     g = scene.gaussians
-    bg = torch.tensor(scene.spec.background)
     f = scene.cameras["train"][0].K[0, 0].item()
     w = scene.cameras["train"][0].width
     for split, cams in scene.cameras.items():
@@ -233,7 +232,7 @@ def write_scene(scene: SyntheticScene, out_dir: str | Path, progress: bool = Tru
         write_json(out / f"transforms_{split}.json", {"camera_angle_x": 2 * math.atan(0.5 * w / f), "frames": frames})
     write_ply(g, out / "gaussians_gt.ply")
     write_ply(degrade(g, scene.spec.pretrained_noise, scene.spec.seed), out / "gaussians.ply")
-    np.save(out / "labels.npy", scene.labels.numpy())
+    save_npy(out / "labels.npy", scene.labels.numpy())
     _write_point_cloud(g, out / "points3d.ply", scene.spec.seed)
     corrupt_masks(out / "masks", out / "sam_masks", MaskNoise(), seed=scene.spec.seed)
     write_json(out / "scene.json", {"generator": "structgs.data.synthetic", "spec": scene.spec.__dict__,

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from structgs.edit.jacobian import default_segmentation_branch, jacobian_cosine
+from structgs.edit.jacobian import jacobian_cosine
 from structgs.utils.log import get_logger
 
 log = get_logger("edit")

@@ -17,7 +17,7 @@ from structgs.eval.metrics import boundary_iou, iou
 from structgs.model import SceneModel
 from structgs.pipeline.render_views import render_selection_mask, run_dataset
 from structgs.utils.device import resolve_device
-from structgs.utils.io import write_json
+from structgs.utils.io import ensure_writable_dir, refuse_overwrite, save_npy
 from structgs.utils.log import get_logger
 
 log = get_logger("edit")
@@ -103,26 +103,46 @@ def select(model, ds, spec: SelectionSpec | None, method: str = "shaped", masks_
     return sel
 
 
-def load(run: Path, data: Path | None = None, device: str = "auto"):
+def load(run: Path, data: Path | None = None, device: str = "auto", needs_shaping: bool = False):
+    """The run's model and dataset. ``needs_shaping``: refuse a run ``structgs shape`` never wrote
+    (its decoder was not shaped, so Jacobian cosines mean nothing: a click would select most of
+    the scene and a removal fade all of it)."""
     model = SceneModel.from_pretrained(run, resolve_device(device))
+    if needs_shaping and model.meta.get("shaping") is None:
+        raise ValueError(f"{run}: not a shaped run (its config.json has no meta.shaping); shape it first with "
+                         f"`structgs shape {run} --masks DIR --out SHAPED`, or use --method voting with --masks")
     return model, run_dataset(model, data)
+
+
+def refuse_new_run_over(out: Path, run: Path, what: str) -> None:
+    """A job that writes a new run never writes into its input run or over an existing one."""
+    if Path(out).resolve() == Path(run).resolve():
+        raise ValueError(f"{what} {out} is the input run; {what.split()[0]} writes a new run")
+    if Path(out).exists() and (not Path(out).is_dir() or any(Path(out).iterdir())):
+        raise ValueError(f"{what} {out} already exists and is not an empty directory; choose a new path")
+    ensure_writable_dir(out, what.split()[-1])
 
 
 def segment_command(run: Path, out: Path, spec: SelectionSpec | None, method: str, masks: Path | None,
                     target: int | None, threshold: float | None, data: Path | None, device: str) -> np.ndarray:
-    model, ds = load(run, data, device)
+    out_r = Path(out).resolve()
+    if Path(run).resolve() in out_r.parents:
+        raise ValueError(f"--out {out} lies inside the run {run}; write selections outside it")
+    refuse_overwrite(out, [spec.gaussians if spec is not None else None, masks], "--out")
+    if Path(out).is_dir():
+        raise ValueError(f"--out {out} is a directory; give a .npy file path")
+    ensure_writable_dir(Path(out).parent, "--out")
+    model, ds = load(run, data, device, needs_shaping=method == "shaped")
     sel = select(model, ds, spec, method, masks, target, threshold).numpy()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    np.save(out, sel)
+    save_npy(out, sel)
     log.info("%s: selected %d of %d Gaussians -> %s", method, int(sel.sum()), sel.size, out)
     return sel
 
 
 def edit_command(run: Path, out: Path, op: str, spec: SelectionSpec | None, method: str, masks: Path | None,
                  target: int | None, rgb, translate, data: Path | None, device: str, expand: bool | None = None) -> dict:
-    if Path(out).resolve() == Path(run).resolve():
-        raise ValueError(f"--out {out} is the input run; edits write a new run")
-    model, ds = load(run, data, device)
+    refuse_new_run_over(out, run, "edit --out")
+    model, ds = load(run, data, device, needs_shaping=method == "shaped")
     if expand is None:
         expand = spec is None or spec.gaussians is None  # clicks/masks expand to the object, ids are taken as given
     sel = select(model, ds, spec, method, masks, target, expand=expand)
@@ -144,14 +164,13 @@ def edit_command(run: Path, out: Path, op: str, spec: SelectionSpec | None, meth
                     "info": {k: v for k, v in rec.info.items() if k in ("achieved", "targets")}})
     model.meta["edits"] = history
     model.save_pretrained(out)
-    np.save(Path(out) / "last_selection.npy", sel.numpy())
+    save_npy(Path(out) / "last_selection.npy", sel.numpy())
     log.info("%s %d Gaussians (%s) -> %s", op, int(sel.sum()), method, out)
     return history[-1]
 
 
 def prune_command(run: Path, out: Path, data: Path | None, device: str) -> dict:
-    if Path(out).resolve() == Path(run).resolve():
-        raise ValueError(f"--out {out} is the input run; pruning writes a new run")
+    refuse_new_run_over(out, run, "prune --out")
     model, ds = load(run, data, device)
     drop = prunable(model, ds.split("train"))
     pruned = keep_gaussians(model, ~drop)
@@ -197,7 +216,7 @@ def evaluate_selection(model, ds, masks_dir: Path, split: str, target: int, sele
 
 def compare_command(run: Path, masks: Path, split: str, target: int | None, spec: SelectionSpec | None,
                     data: Path | None, device: str, methods=ALL_METHODS) -> dict:
-    model, ds = load(run, data, device)
+    model, ds = load(run, data, device, needs_shaping="shaped" in methods)
     if target is None:
         target = resolve_target(ds, masks, None, spec)
     if spec is None:

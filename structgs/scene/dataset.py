@@ -134,7 +134,7 @@ def _load_blender(root: Path, downscale: float, background) -> SceneDataset:
             frames = meta["frames"]
         except (json.JSONDecodeError, KeyError) as e:
             raise ValueError(f"{f}: not a valid transforms file ({e})") from e
-        cams = []
+        cams, first = [], None
         for i, fr in enumerate(frames):
             try:
                 rel = fr["file_path"]
@@ -145,6 +145,12 @@ def _load_blender(root: Path, downscale: float, background) -> SceneDataset:
             name = name[2:] if name.startswith("./") else name
             img_path = find_image(root / name)
             w, h = _image_size(img_path, fr, meta)
+            _check_image_size(img_path, (w, h), f"{f.name}'s w/h" if "w" in fr or "w" in meta else None)
+            if "w" not in fr:  # one camera model for the split: every image the same size
+                first = first or (name, w, h)
+                if (w, h) != first[1:]:
+                    raise ValueError(f"{img_path}: image is {w}x{h} but {first[0]}'s is {first[1]}x{first[2]}; "
+                                     f"{f.name} has one camera model (give per-frame w/h if the sizes really differ)")
             fx, fy, cx, cy = _blender_intrinsics(meta, fr, w, h, f)
             w2c = torch.linalg.inv(opengl_to_opencv_c2w(c2w_gl)).float()
             cam = Camera(name, w2c, intrinsics(fx, fy, cx, cy), w, h)
@@ -154,6 +160,19 @@ def _load_blender(root: Path, downscale: float, background) -> SceneDataset:
     if not cameras:
         raise FileNotFoundError(f"{root}: no transforms_{{train,test,val}}.json")
     return SceneDataset(root, "blender", cameras, paths, background)
+
+
+def _check_image_size(path: Path, size: tuple[int, int], source: str | None) -> None:
+    """An image must have the size its camera's intrinsics were made for (``source`` names where
+    that size came from; None: from the image itself)."""
+    if source is None:
+        return
+    from PIL import Image
+
+    with Image.open(path) as im:
+        if im.size != tuple(size):
+            raise ValueError(f"{path}: image is {im.size[0]}x{im.size[1]} but {source} says {size[0]}x{size[1]}; "
+                             "its intrinsics would be wrong (resize the image or fix the camera)")
 
 
 def _image_size(path: Path, frame: dict, meta: dict) -> tuple[int, int]:
@@ -201,6 +220,7 @@ def _load_colmap(root: Path, downscale: float, background, test_every: int) -> S
         path = images_root / img.name
         if not path.is_file():
             raise FileNotFoundError(f"{path}: image listed in {sparse} is missing")
+        _check_image_size(path, (cam.width, cam.height), f"camera {img.camera_id} in {sparse}")
         c = Camera(name, w2c, intrinsics(fx, fy, cx, cy), cam.width, cam.height)
         cameras.append(c.scaled(downscale) if downscale != 1 else c)
         paths[name] = path
