@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from structgs.eval.metrics import psnr
+from structgs.utils.metrics import psnr
 from structgs.model import SceneModel
 from structgs.render.api import render_gaussians
 from structgs.render.sh import eval_sh
@@ -22,7 +22,7 @@ from structgs.training.config import FitConfig
 from structgs.training.losses import photometric_loss, quaternion_distance
 from structgs.training.strategy import DensifyPrune
 from structgs.utils.device import resolve_device
-from structgs.utils.io import replace_dir_atomically, write_json
+from structgs.utils.io import ensure_writable_dir, finish_dir_replacement, replace_dir_atomically, write_json
 from structgs.utils.log import get_logger
 
 log = get_logger("fit")
@@ -148,7 +148,8 @@ class Fitter:
     # --- checkpoints --------------------------------------------------------------------
     def _checkpoint(self) -> None:
         state = {"stage": self.stage, "step": self.step, "gen": self.gen.get_state(), "torch_rng": torch.get_rng_state(),
-                 "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()}}
+                 "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
+                 "strategy": None if self.strategy is None else self.strategy.state_dict()}
 
         def write(tmp: Path) -> None:
             self.model.save_pretrained(tmp)
@@ -168,6 +169,9 @@ class Fitter:
         self.stage, self.step = state["stage"], state["step"]
         self.gen.set_state(state["gen"])
         torch.set_rng_state(state["torch_rng"])
+        if state.get("strategy") is not None:
+            self.strategy = DensifyPrune(self.cfg.densify, self.extent)
+            self.strategy.load_state_dict(state["strategy"])
         log.info("resuming %s at %s step %d (%d Gaussians)", self.out, self.stage, self.step, self.model.num_gaussians)
         return True
 
@@ -238,10 +242,15 @@ class Fitter:
 
     # --- entry point --------------------------------------------------------------------
     def run(self, resume: bool = False) -> dict:
+        if self.out.is_dir():  # a kill inside a checkpoint swap: complete or undo it first
+            finish_dir_replacement(self.out / CHECKPOINT_DIR)
         has_run = (self.out / "config.json").is_file() or (self.out / CHECKPOINT_DIR).is_dir()
         if has_run and not resume:
             raise ValueError(f"{self.out} already holds a run; pass --resume to continue it or choose another --out")
+        ensure_writable_dir(self.out)
         self.targets = Targets(self._load_targets())
+        if resume and not (self.out / CHECKPOINT_DIR / "trainer.pt").is_file():
+            raise ValueError(f"--resume: {self.out} holds no fit checkpoint to resume from")
         if not (resume and self._restore()):
             self.model = self._build_model(self.targets.gaussians)
             self._make_optimizers()

@@ -71,6 +71,14 @@ class DensifyPrune:
         self.grad_accum: torch.Tensor | None = None
         self.count: torch.Tensor | None = None
 
+    def state_dict(self) -> dict[str, torch.Tensor | None]:
+        """The accumulated screen-space gradients since the last densification (checkpointed,
+        so a resumed fit densifies exactly as an uninterrupted one)."""
+        return {"grad_accum": self.grad_accum, "count": self.count}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor | None]) -> None:
+        self.grad_accum, self.count = state["grad_accum"], state["count"]
+
     def before_backward(self, render_output) -> None:
         render_output.means2d.retain_grad()
 

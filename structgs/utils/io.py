@@ -46,6 +46,19 @@ def save_npy(path: str | Path, array) -> Path:
     return atomic_write(path, _write)
 
 
+def ensure_writable_dir(path: str | Path, option: str = "--out") -> Path:
+    """Check that the directory ``path`` exists and is writable, or can be created, so that a
+    read-only place or a path under a file is found before any long work, not after it.
+    Creates nothing."""
+    path = Path(path)
+    ancestor = next(p for p in [path, *path.parents] if p.exists() or p == Path(p.anchor) or str(p) == ".")
+    if not ancestor.is_dir():
+        raise ValueError(f"{option} {path}: {ancestor} is a file, not a directory")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise ValueError(f"{option} {path}: cannot write there ({ancestor} is not writable)")
+    return path
+
+
 def refuse_overwrite(out: Path, inputs: list[Path], what: str = "output") -> None:
     """Raise if ``out`` is one of the inputs (never overwrite a user's input)."""
     out_r = Path(out).resolve()
@@ -54,26 +67,49 @@ def refuse_overwrite(out: Path, inputs: list[Path], what: str = "output") -> Non
             raise ValueError(f"{what} {out} is also an input; choose another path")
 
 
-def replace_dir_atomically(target: str | Path, write: Callable[[Path], None]) -> Path:
-    """Write a directory's content into a sibling temp dir, then swap it into place.
+def _staging(target: Path, kind: str) -> Path:
+    return target.parent / f".{target.name}.{kind}"
 
-    Readers never see a half-written directory; an existing ``target`` is replaced whole.
+
+def finish_dir_replacement(target: str | Path) -> Path:
+    """Bring ``target`` to a consistent state after a kill inside ``replace_dir_atomically``:
+    a complete new version (``.NAME.new``) wins and is moved into place, else a version moved
+    aside (``.NAME.old``) is moved back; unfinished writes are deleted. Returns ``target``."""
+    import shutil
+
+    target = Path(target)
+    new, old, partial = (_staging(target, k) for k in ("new", "old", "partial"))
+    if new.is_dir():
+        if target.exists():
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(target, old)
+        os.replace(new, target)
+    elif not target.exists() and old.is_dir():
+        os.replace(old, target)
+    shutil.rmtree(old, ignore_errors=True)
+    shutil.rmtree(partial, ignore_errors=True)
+    return target
+
+
+def replace_dir_atomically(target: str | Path, write: Callable[[Path], None]) -> Path:
+    """Write a directory's content beside ``target``, then swap it into place.
+
+    Readers never see a half-written directory. A kill at any point leaves either the old or
+    the new version recoverable under fixed names, and ``finish_dir_replacement`` (called here
+    first, and by readers such as a resume) completes or undoes the swap: the written
+    directory is renamed to ``.NAME.new`` only once complete, so it is never mistaken for one.
     """
     import shutil
 
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    finish_dir_replacement(target)
+    partial = _staging(target, "partial")
+    partial.mkdir()
     try:
-        write(tmp)
-        if target.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
-            os.replace(target, old / "x")
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
+        write(partial)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(partial, ignore_errors=True)
         raise
-    return target
+    os.replace(partial, _staging(target, "new"))  # complete from here on
+    return finish_dir_replacement(target)
