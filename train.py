@@ -6,7 +6,7 @@
 It is the same code as ``structgs fit`` (and ``structgs shape``); see ``python train.py --help``.
 """
 
-from structgs.pipeline.train import main
+from structgs.cli_train import main
 
 if __name__ == "__main__":
     main()

@@ -38,7 +38,7 @@ def main() -> None:
     from structgs.pipeline.demo import format_tables, segment_and_edit
     from structgs.scene.dataset import load_dataset
     from structgs.shaping.config import ShapeConfig
-    from structgs.shaping.shaper import shape_run
+    from structgs.pipeline.shape import shape_run
     from structgs.utils.io import write_json
 
     if not (args.run / "config.json").is_file():

@@ -60,7 +60,7 @@ def shaped_level(fitted: Path, noisy: Path, out: Path, association: str, iters: 
     from structgs.edit import SceneEditor, from_pixels
     from structgs.model import SceneModel
     from structgs.shaping.config import ShapeConfig
-    from structgs.shaping.shaper import shape_run
+    from structgs.pipeline.shape import shape_run
 
     if not (out / "shape_report.json").is_file():
         shape_run(fitted, noisy, out, ShapeConfig(association=association, iters=iters), device="cpu",
@@ -150,7 +150,7 @@ def one_object_level(fitted: Path, scene: Path, wd: Path, iters: int) -> dict:
     from structgs.scene.dataset import load_dataset
     from structgs.scene.images import save_id_mask
     from structgs.shaping.config import ShapeConfig
-    from structgs.shaping.shaper import shape_run
+    from structgs.pipeline.shape import shape_run
 
     ds = load_dataset(scene)
     truth = scene / "masks"

@@ -25,7 +25,7 @@ def run_one(run: Path, masks: Path, out: Path, objective: str, association: str,
 
     from structgs.shaping.config import ShapeConfig
     from structgs.shaping.report import format_matrix
-    from structgs.shaping.shaper import shape_run
+    from structgs.pipeline.shape import shape_run
 
     shutil.rmtree(out, ignore_errors=True)
     cfg = ShapeConfig(objective=objective, association=association, iters=iters, side_width=side_width,

@@ -197,7 +197,7 @@ def shape(
     """Shape a fitted decoder with 2D masks (InfoNCE on activations) into a new run."""
     from structgs.shaping.config import ShapeConfig
     from structgs.shaping.report import format_lifting, format_matrix
-    from structgs.shaping.shaper import shape_run
+    from structgs.pipeline.shape import shape_run
 
     cfg = ShapeConfig(association=association.value, objective=objective.value, iters=iters, lambda_mi=lambda_mi,
                       lambda_reg=lambda_reg, tau=tau, knn=knn, branches=tuple(branches or ()),

@@ -1,7 +1,8 @@
 """``train.py``: the whole per-scene job in one command: fit, then (with --masks) shape.
 
-Every option of ``structgs fit`` is accepted as is; ``--masks``, ``--shaped-out``,
-``--association`` and ``--shape-iters`` are train.py's own.
+It sits at the CLI layer (it runs the ``structgs fit`` command itself), so every option of
+``structgs fit`` is accepted as is; ``--masks``, ``--shaped-out``, ``--association`` and
+``--shape-iters`` are train.py's own.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import typer
 def main(argv: list[str] | None = None) -> None:
     from structgs.cli import app as cli_app
     from structgs.shaping.config import ShapeConfig
-    from structgs.shaping.shaper import shape_run
+    from structgs.pipeline.shape import shape_run
     from structgs.utils.log import setup_cli_logging
 
     argv = list(sys.argv[1:] if argv is None else argv)

@@ -59,7 +59,7 @@ def shuffled_masks(small_scene_dir, tmp_path_factory):
 @pytest.fixture(scope="session")
 def tracked(fitted_small_run, small_scene_dir, tmp_path_factory):
     from structgs.shaping.config import ShapeConfig
-    from structgs.shaping.shaper import shape_run
+    from structgs.pipeline.shape import shape_run
 
     out = tmp_path_factory.mktemp("shaped") / "tracked"
     return out, shape_run(fitted_small_run, small_scene_dir / "masks", out, ShapeConfig(**FAST_SHAPING), device="cpu",
@@ -69,7 +69,7 @@ def tracked(fitted_small_run, small_scene_dir, tmp_path_factory):
 @pytest.fixture(scope="session")
 def overlap_clean(fitted_small_run, shuffled_masks, tmp_path_factory):
     from structgs.shaping.config import ShapeConfig
-    from structgs.shaping.shaper import shape_run
+    from structgs.pipeline.shape import shape_run
 
     out = tmp_path_factory.mktemp("shaped") / "overlap"
     return out, shape_run(fitted_small_run, shuffled_masks, out, ShapeConfig(association="overlap", **FAST_SHAPING),
@@ -79,7 +79,7 @@ def overlap_clean(fitted_small_run, shuffled_masks, tmp_path_factory):
 @pytest.fixture(scope="session")
 def none_clean(fitted_small_run, shuffled_masks, tmp_path_factory):
     from structgs.shaping.config import ShapeConfig
-    from structgs.shaping.shaper import shape_run
+    from structgs.pipeline.shape import shape_run
 
     out = tmp_path_factory.mktemp("shaped") / "none"
     return out, shape_run(fitted_small_run, shuffled_masks, out, ShapeConfig(association="none", **FAST_SHAPING),

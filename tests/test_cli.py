@@ -44,36 +44,47 @@ def test_bad_input_is_one_clear_line(small_scene_dir, tmp_path):
     assert r.returncode == 2 and "expected (6000,)" in r.stderr
 
 
-def test_segment_edit_prune_compare_cli(fitted_small_run, small_scene_dir, tmp_path):
+def test_segment_edit_prune_compare_cli(tracked, fitted_small_run, small_scene_dir, tmp_path):
+    shaped_run = tracked[0]
     masks = small_scene_dir / "masks"
     m = np.asarray(Image.open(masks / "train" / "r_0.png"))
     ys, xs = np.nonzero(m == 2)
     x, y = int(xs[len(xs) // 2]), int(ys[len(ys) // 2])
     # shaped segmentation from two clicks, written as one boolean per Gaussian
-    _run("segment", fitted_small_run, "--view", "train/r_0", "--pixel", x, y, "--pixel", x, y + 1,
+    _run("segment", shaped_run, "--view", "train/r_0", "--pixel", x, y, "--pixel", x, y + 1,
          "--out", tmp_path / "sel.npy")
     sel = np.load(tmp_path / "sel.npy")
-    assert sel.dtype == bool and sel.shape == (6000,) and sel.any()
+    labels = np.load(small_scene_dir / "labels.npy")
+    assert sel.dtype == bool and sel.shape == (6000,)
+    assert (sel & (labels == 2)).sum() / (sel | (labels == 2)).sum() > 0.9
     # voting from the same click, propagated by the masks
     _run("segment", fitted_small_run, "--view", "train/r_0", "--pixel", x, y, "--method", "voting",
          "--masks", masks, "--out", tmp_path / "vote.npy")
-    labels = np.load(small_scene_dir / "labels.npy")
     vote = np.load(tmp_path / "vote.npy")
     assert (vote & (labels == 2)).sum() / (vote | (labels == 2)).sum() > 0.7
-    # edits chain: move, then recolor the moved run
-    _run("edit", fitted_small_run, "--gaussians", tmp_path / "vote.npy", "--op", "move", "--method", "voting",
+    # edits chain: move (voting's direct edit), then a shaped recolour of the moved run
+    _run("edit", shaped_run, "--gaussians", tmp_path / "vote.npy", "--op", "move", "--method", "voting",
          "--masks", masks, "--target", 2, "--translate", 0, 0, 0.2, "--out", tmp_path / "e1")
-    _run("edit", tmp_path / "e1", "--gaussians", tmp_path / "vote.npy", "--op", "recolor", "--rgb", 0, 1, 0,
+    _run("edit", tmp_path / "e1", "--gaussians", tmp_path / "sel.npy", "--op", "recolor", "--rgb", 0, 1, 0,
          "--out", tmp_path / "e2")
+    import torch
+
     from structgs.model import SceneModel
 
-    e2 = SceneModel.from_pretrained(tmp_path / "e2")
-    assert len(e2.meta["edits"]) == 2
+    base, e2 = SceneModel.from_pretrained(shaped_run), SceneModel.from_pretrained(tmp_path / "e2")
+    assert [e["op"] for e in e2.meta["edits"]] == ["move", "recolor"]
+    with torch.no_grad():
+        before, after = base.decode(), e2.decode()
+    v, s = torch.from_numpy(vote), torch.from_numpy(sel)
+    moved = (after.offsets - before.offsets)[v].mean(0)
+    assert torch.allclose(moved, torch.tensor([0.0, 0.0, 0.2]), atol=1e-3)
+    assert (after.offsets - before.offsets)[~v].abs().max() < 1e-5  # direct edits touch only the selection
+    assert (after.colors[s].mean(0) - torch.tensor([0.0, 1.0, 0.0])).abs().max() < 0.05
     _run("render", tmp_path / "e2", "--split", "test", "--out", tmp_path / "r")
     assert len(list((tmp_path / "r" / "test").glob("*.png"))) == 4
     r = _run("prune", fitted_small_run, "--out", tmp_path / "pruned")
     assert "kept" in r.stdout
-    r = _run("compare", fitted_small_run, "--masks", masks, "--split", "test", "--target", 2, "--json", tmp_path / "c.json")
+    r = _run("compare", shaped_run, "--masks", masks, "--split", "test", "--target", 2, "--json", tmp_path / "c.json")
     for method in ("shaped", "voting", "projection", "binary"):
         assert method in r.stdout
     import json
@@ -82,11 +93,11 @@ def test_segment_edit_prune_compare_cli(fitted_small_run, small_scene_dir, tmp_p
     assert res["methods"]["voting"]["miou"] > 85
     # errors: empty selection, unknown view, pixel outside
     np.save(tmp_path / "empty.npy", np.zeros(6000, bool))
-    r = _run("segment", fitted_small_run, "--gaussians", tmp_path / "empty.npy", "--out", tmp_path / "x.npy", ok=False)
+    r = _run("segment", shaped_run, "--gaussians", tmp_path / "empty.npy", "--out", tmp_path / "x.npy", ok=False)
     assert r.returncode == 2 and "selects no Gaussian" in r.stderr
-    r = _run("segment", fitted_small_run, "--view", "train/r_99", "--pixel", 1, 1, "--out", tmp_path / "x.npy", ok=False)
+    r = _run("segment", shaped_run, "--view", "train/r_99", "--pixel", 1, 1, "--out", tmp_path / "x.npy", ok=False)
     assert r.returncode == 2 and "unknown view 'train/r_99'" in r.stderr
-    r = _run("segment", fitted_small_run, "--view", "train/r_0", "--pixel", 100, 1, "--out", tmp_path / "x.npy", ok=False)
+    r = _run("segment", shaped_run, "--view", "train/r_0", "--pixel", 100, 1, "--out", tmp_path / "x.npy", ok=False)
     assert r.returncode == 2 and "outside view" in r.stderr
 
 

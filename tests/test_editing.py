@@ -21,7 +21,7 @@ MOVE_SPREAD = 0.15
 @pytest.fixture(scope="module")
 def shaped(fitted_small_run, small_scene_dir, tmp_path_factory):
     from structgs.shaping.config import ShapeConfig
-    from structgs.shaping.shaper import shape_run
+    from structgs.pipeline.shape import shape_run
 
     out = tmp_path_factory.mktemp("edit") / "shaped"
     shape_run(fitted_small_run, small_scene_dir / "masks", out, ShapeConfig(iters=300, repair_iters=100, checkpoint_every=0),

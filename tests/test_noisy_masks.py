@@ -25,7 +25,7 @@ from structgs.pipeline.make_masks import MaskSources, make_masks
 from structgs.scene.dataset import load_dataset
 from structgs.scene.images import save_id_mask
 from structgs.shaping.config import ShapeConfig
-from structgs.shaping.shaper import shape_run
+from structgs.pipeline.shape import shape_run
 
 
 @pytest.fixture(scope="module")

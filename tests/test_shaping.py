@@ -9,7 +9,7 @@ import torch
 from structgs.model import SceneModel
 from structgs.shaping.config import ShapeConfig
 from structgs.shaping.losses import knn_smoothness, same_object_neighbours, supervised_infonce
-from structgs.shaping.shaper import shape_run
+from structgs.pipeline.shape import shape_run
 
 FAST = dict(iters=300, repair_iters=100, checkpoint_every=0)
 

@@ -24,11 +24,11 @@ from structgs.pipeline.edit_ops import evaluate_selection, pick_target_pixel
 from structgs.scene.dataset import load_dataset
 from structgs.scene.images import save_rgb
 from structgs.shaping.config import ShapeConfig
-from structgs.shaping.shaper import shape_run
+from structgs.pipeline.shape import shape_run
 from structgs.training.config import FitConfig
 from structgs.training.fit import Fitter
 from structgs.utils.device import resolve_device
-from structgs.utils.io import write_json
+from structgs.utils.io import finish_dir_replacement, write_json
 from structgs.utils.log import get_logger
 
 log = get_logger("demo")
@@ -42,6 +42,9 @@ def run_demo(out: Path, seed: int = 0, device: str = "auto", fit_config: FitConf
     scene = ensure_builtin_scene(out / "scene", spec or SceneSpec(seed=seed))
     fitted, shaped = out / "fitted", out / "shaped"
     fit_cfg = fit_config or FitConfig(stage2_iters=100, checkpoint_every=100)
+    for run in (fitted, shaped):  # a kill inside a checkpoint swap: complete or undo it
+        if run.is_dir():
+            finish_dir_replacement(run / "checkpoint")
     if not (fitted / "fit_report.json").is_file():
         Fitter(scene, fitted, ply=scene / "gaussians.ply", config=fit_cfg, device=str(dev)).run(
             resume=(fitted / "checkpoint").is_dir())

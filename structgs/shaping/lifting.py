@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from structgs.eval.metrics import matched_agreement
+from structgs.utils.metrics import matched_agreement
 from structgs.scene.cameras import Camera
 from structgs.scene.dataset import SceneDataset
 from structgs.masks.fill import IGNORED, fill_features, fill_labels, fill_unseen, trusted_voters

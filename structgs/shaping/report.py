@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from structgs.eval.metrics import psnr
+from structgs.utils.metrics import psnr
 from structgs.model import SceneModel
 from structgs.scene.dataset import SceneDataset
 from structgs.shaping.losses import object_cosine_matrix

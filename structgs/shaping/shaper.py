@@ -15,10 +15,8 @@ Two ways to shape (ShapeConfig.side_width):
 from __future__ import annotations
 
 import copy
-import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
@@ -33,10 +31,9 @@ from structgs.masks.fill import FillConfig, fill_labels
 from structgs.shaping.lifting import UNLABELLED, lift_masks, lift_per_view, matched_accuracy, needs_rest_label
 from structgs.shaping.losses import (jacobian_features, knn_smoothness, pair_consensus, same_object_neighbours,
                                      supervised_infonce)
-from structgs.shaping.report import activation_report, test_psnr
 from structgs.shaping.sampling import sample_pool
 from structgs.training.losses import photometric_loss, quaternion_distance
-from structgs.utils.io import replace_dir_atomically, save_npy, write_json
+from structgs.utils.io import replace_dir_atomically
 from structgs.utils.log import get_logger
 
 log = get_logger("shaping")
@@ -408,62 +405,3 @@ class Shaper:
         torch.set_rng_state(st["torch_rng"])
         log.info("resuming shaping at step %d", self.step)
         return True
-
-
-def load_gt_labels(ds: SceneDataset, n: int, path: Path | None = None) -> torch.Tensor | None:
-    """Ground-truth labels per Gaussian: ``path``, or ``<data>/labels.npy`` when its length matches."""
-    p = Path(path) if path is not None else ds.root / "labels.npy"
-    if not p.is_file():
-        if path is not None:
-            raise FileNotFoundError(f"{p}: ground-truth labels file does not exist")
-        return None
-    arr = np.load(p)
-    if arr.shape != (n,):
-        if path is not None:
-            raise ValueError(f"{p}: {arr.shape} labels for a run with {n} Gaussians")
-        return None
-    return torch.from_numpy(arr.astype(np.int64))
-
-
-def shape_run(run: Path, masks: Path, out: Path, config: ShapeConfig | None = None, data: Path | None = None,
-              gt_labels: Path | None = None, resume: bool = False, device: str = "auto", progress: bool = True) -> dict:
-    """Load RUN, shape it with the masks, write the shaped run to OUT (RUN is never modified)."""
-    from structgs.pipeline.render_views import run_dataset
-    from structgs.utils.device import resolve_device
-
-    cfg = config or ShapeConfig()
-    run, out, masks = Path(run), Path(out), Path(masks)
-    if out.resolve() == run.resolve():
-        raise ValueError(f"--out {out} is the input run; shaping writes a new run")
-    if not masks.is_dir():
-        raise FileNotFoundError(f"{masks}: masks directory does not exist")
-    if ((out / "config.json").is_file() or (out / CHECKPOINT_DIR).is_dir()) and not resume:
-        raise ValueError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
-    dev = resolve_device(device)
-    torch.manual_seed(cfg.seed)
-    model = SceneModel.from_pretrained(run, dev)
-    ds = run_dataset(model, data)
-    for cam in ds.split("train"):  # fail early, naming the file, if a mask is missing or the wrong size
-        ds.mask(cam, masks)
-    gt = load_gt_labels(ds, model.num_gaussians, gt_labels)
-    t0 = time.perf_counter()
-    psnr_before = test_psnr(model, ds)
-    shaper = Shaper(model, ds, masks, out, cfg, progress)
-    if not (resume and shaper.restore()):
-        shaper.prepare(gt)
-    shaper.train()
-    elapsed = time.perf_counter() - t0
-    model.meta["shaping"] = cfg.to_dict()
-    model.save_pretrained(out)
-    if shaper.labels is not None:
-        save_npy(out / "lifted_labels.npy", shaper.labels.cpu().numpy())
-    if shaper.confidence is not None:  # how sure the masks were of each Gaussian's object (0 where unlabelled)
-        save_npy(out / "label_confidence.npy", shaper.confidence.cpu().numpy().astype(np.float32))
-    report = {"config": cfg.to_dict(), "lifting": shaper.lift_info, "fraction_touched": shaper.touched_fraction,
-              "psnr_before": psnr_before, "psnr_after": test_psnr(model, ds), "seconds": elapsed,
-              "branches": shaper.branches}
-    report["psnr_drop"] = report["psnr_before"] - report["psnr_after"]
-    if gt is not None:
-        report["activation_cosine"] = activation_report(model, gt.to(dev), ds.split("train")[:4], shaper.branches)
-    write_json(out / "shape_report.json", report)
-    return report

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from structgs.eval.metrics import ssim
+from structgs.utils.metrics import ssim
 
 
 def photometric_loss(pred: torch.Tensor, target: torch.Tensor, ssim_weight: float = 0.2) -> torch.Tensor:

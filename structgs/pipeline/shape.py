@@ -1,0 +1,80 @@
+"""``structgs shape``'s job: open a fitted run, shape it with the masks (structgs.shaping.Shaper),
+write the shaped run, its lifted labels and its report. The fitted run is never modified."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from structgs.model import SceneModel
+from structgs.pipeline.render_views import run_dataset
+from structgs.scene.dataset import SceneDataset
+from structgs.shaping.config import ShapeConfig
+from structgs.shaping.report import activation_report, test_psnr
+from structgs.shaping.shaper import CHECKPOINT_DIR, Shaper
+from structgs.utils.device import resolve_device
+from structgs.utils.io import ensure_writable_dir, finish_dir_replacement, save_npy, write_json
+
+
+def load_gt_labels(ds: SceneDataset, n: int, path: Path | None = None) -> torch.Tensor | None:
+    """Ground-truth labels per Gaussian: ``path``, or ``<data>/labels.npy`` when its length matches."""
+    p = Path(path) if path is not None else ds.root / "labels.npy"
+    if not p.is_file():
+        if path is not None:
+            raise FileNotFoundError(f"{p}: ground-truth labels file does not exist")
+        return None
+    arr = np.load(p)
+    if arr.shape != (n,):
+        if path is not None:
+            raise ValueError(f"{p}: {arr.shape} labels for a run with {n} Gaussians")
+        return None
+    return torch.from_numpy(arr.astype(np.int64))
+
+
+def shape_run(run: Path, masks: Path, out: Path, config: ShapeConfig | None = None, data: Path | None = None,
+              gt_labels: Path | None = None, resume: bool = False, device: str = "auto", progress: bool = True) -> dict:
+    """Load RUN, shape it with the masks, write the shaped run to OUT (RUN is never modified)."""
+    cfg = config or ShapeConfig()
+    run, out, masks = Path(run), Path(out), Path(masks)
+    if out.resolve() == run.resolve():
+        raise ValueError(f"--out {out} is the input run; shaping writes a new run")
+    if not masks.is_dir():
+        raise FileNotFoundError(f"{masks}: masks directory does not exist")
+    if out.is_dir():  # a kill inside a checkpoint swap: complete or undo it first
+        finish_dir_replacement(out / CHECKPOINT_DIR)
+    if ((out / "config.json").is_file() or (out / CHECKPOINT_DIR).is_dir()) and not resume:
+        raise ValueError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+    if resume and not (out / CHECKPOINT_DIR / "shaper.pt").is_file():
+        raise ValueError(f"--resume: {out} holds no shaping checkpoint to resume from")
+    ensure_writable_dir(out)
+    dev = resolve_device(device)
+    torch.manual_seed(cfg.seed)
+    model = SceneModel.from_pretrained(run, dev)
+    ds = run_dataset(model, data)
+    for cam in ds.split("train"):  # fail early, naming the file, if a mask is missing or the wrong size
+        ds.mask(cam, masks)
+    gt = load_gt_labels(ds, model.num_gaussians, gt_labels)
+    t0 = time.perf_counter()
+    psnr_before = test_psnr(model, ds)
+    shaper = Shaper(model, ds, masks, out, cfg, progress)
+    if not (resume and shaper.restore()):
+        shaper.prepare(gt)
+    shaper.train()
+    elapsed = time.perf_counter() - t0
+    model.meta["shaping"] = cfg.to_dict()
+    model.save_pretrained(out)
+    if shaper.labels is not None:
+        save_npy(out / "lifted_labels.npy", shaper.labels.cpu().numpy())
+    if shaper.confidence is not None:  # how sure the masks were of each Gaussian's object (0 where unlabelled)
+        save_npy(out / "label_confidence.npy", shaper.confidence.cpu().numpy().astype(np.float32))
+    report = {"config": cfg.to_dict(), "lifting": shaper.lift_info, "fraction_touched": shaper.touched_fraction,
+              "psnr_before": psnr_before, "psnr_after": test_psnr(model, ds), "seconds": elapsed,
+              "branches": shaper.branches}
+    report["psnr_drop"] = report["psnr_before"] - report["psnr_after"]
+    if gt is not None:
+        report["activation_cosine"] = activation_report(model, gt.to(dev), ds.split("train")[:4], shaper.branches)
+    write_json(out / "shape_report.json", report)
+    return report
