@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from structgs.utils.errors import StructGSError
 from structgs.utils.log import get_logger, setup_cli_logging
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
@@ -392,8 +393,9 @@ def main() -> None:
 
     try:
         app(args=_fold_pixel_args(sys.argv[1:]))
-    except (ValueError, FileNotFoundError, RuntimeError, ImportError, LookupError) as e:
-        # input problems: one clear line, no traceback
+    except StructGSError as e:
+        # problems with the user's input, files or environment: one clear line, no traceback
+        # (any other exception is a bug and keeps its traceback)
         typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
         raise SystemExit(2) from None
 

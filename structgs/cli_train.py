@@ -18,6 +18,7 @@ def main(argv: list[str] | None = None) -> None:
     from structgs.cli import app as cli_app
     from structgs.shaping.config import ShapeConfig
     from structgs.pipeline.shape import shape_run
+    from structgs.utils.errors import StructGSError
     from structgs.utils.log import setup_cli_logging
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -47,7 +48,7 @@ def main(argv: list[str] | None = None) -> None:
                                device=own.device, resume=own.resume)
             typer.echo(f"shaped {target}: test PSNR {report['psnr_before']:.2f} -> {report['psnr_after']:.2f} dB, "
                        f"touched {report['fraction_touched']:.1%}")
-    except (ValueError, FileNotFoundError, RuntimeError, ImportError) as e:
+    except StructGSError as e:
         typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
         raise SystemExit(2) from None
     except SystemExit as e:

@@ -126,3 +126,23 @@ def test_resume_without_a_checkpoint_is_refused(small_scene_dir, tmp_path):
     with pytest.raises(ValueError, match="--resume: .* holds no fit checkpoint to resume from"):
         fitter.run(resume=True)
     assert list((tmp_path / "run").iterdir()) == []
+
+
+def test_the_cli_prints_input_errors_as_one_line_and_keeps_tracebacks_of_bugs(monkeypatch, capsys):
+    import structgs.cli as cli
+    from structgs.utils.errors import InputError
+
+    def bad_input(args):
+        raise InputError("--masks /x: masks directory does not exist")
+
+    def bug(args):
+        raise ValueError("operands could not be broadcast together")  # e.g. from numpy: a bug of ours
+
+    monkeypatch.setattr(sys, "argv", ["structgs", "shape"])
+    monkeypatch.setattr(cli, "app", bad_input)
+    with pytest.raises(SystemExit) as e:
+        cli.main()
+    assert e.value.code == 2 and capsys.readouterr().err.strip() == "error: --masks /x: masks directory does not exist"
+    monkeypatch.setattr(cli, "app", bug)
+    with pytest.raises(ValueError, match="broadcast"):
+        cli.main()

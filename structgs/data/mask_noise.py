@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from structgs.scene.images import load_id_mask, save_id_mask
 from structgs.utils.io import write_json
+from structgs.utils.errors import InputError, MissingFileError
 
 
 @dataclass(frozen=True)
@@ -50,9 +51,9 @@ class MaskNoise:
         for name in ("merge", "split", "parts", "miss", "boundary_drop"):
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
-                raise ValueError(f"mask noise: {name} must be in [0, 1], got {v}")
+                raise InputError(f"mask noise: {name} must be in [0, 1], got {v}")
         if not 0 <= self.jitter_min <= self.jitter_max:
-            raise ValueError(f"mask noise: need 0 <= jitter_min <= jitter_max, got {self.jitter_min}, {self.jitter_max}")
+            raise InputError(f"mask noise: need 0 <= jitter_min <= jitter_max, got {self.jitter_min}, {self.jitter_max}")
 
 
 CLEAN = MaskNoise(merge=0.0, split=0.0, jitter_min=0, jitter_max=0, boundary_drop=0.0, permute=False)
@@ -175,10 +176,10 @@ def corrupt_masks(masks_dir: str | Path, out_dir: str | Path, noise: MaskNoise =
     and write ``out_dir/noise.json`` (the noise parameters and what was done to each view)."""
     masks_dir, out_dir = Path(masks_dir), Path(out_dir)
     if out_dir.resolve() == masks_dir.resolve():
-        raise ValueError(f"{out_dir}: corrupt_masks would overwrite its input masks")
+        raise InputError(f"{out_dir}: corrupt_masks would overwrite its input masks")
     files = sorted(masks_dir.glob(pattern))
     if not files:
-        raise FileNotFoundError(f"{masks_dir}: no mask PNGs matching {pattern}")
+        raise MissingFileError(f"{masks_dir}: no mask PNGs matching {pattern}")
     views = {}
     for f in files:
         name = str(f.relative_to(masks_dir).with_suffix(""))

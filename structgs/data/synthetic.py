@@ -27,6 +27,7 @@ from structgs.scene.images import save_id_mask, save_rgb
 from structgs.scene.ply import write_ply
 from structgs.utils.io import save_npy, write_json
 from structgs.utils.log import get_logger
+from structgs.utils.errors import InputError, MissingFileError
 
 log = get_logger("data")
 
@@ -108,7 +109,7 @@ def _sample_object(shape: str, size: float, n: int, g: torch.Generator):
     if shape == "cone":
         p, nrm = shapes.sample_cone(n, size * 0.8, size * 2.0, g)
         return p, nrm, size * 1.0, size * 0.8
-    raise ValueError(f"unknown shape {shape}")
+    raise InputError(f"unknown shape {shape}")
 
 
 def _surface_area(shape: str, s: float) -> float:
@@ -141,9 +142,9 @@ def generate_scene(spec: SceneSpec | None = None) -> SyntheticScene:
     """Build the scene's Gaussians, labels and cameras from ``spec`` (deterministic per seed)."""
     spec = spec or SceneSpec()
     if not 3 <= spec.num_objects <= 6:
-        raise ValueError(f"num_objects must be 3..6, got {spec.num_objects}")
+        raise InputError(f"num_objects must be 3..6, got {spec.num_objects}")
     if not 2000 <= spec.num_gaussians <= 200000:
-        raise ValueError(f"num_gaussians must be 2000..200000, got {spec.num_gaussians}")
+        raise InputError(f"num_gaussians must be 2000..200000, got {spec.num_gaussians}")
     g = torch.Generator().manual_seed(spec.seed)
     sizes = [0.32 + 0.12 * float(torch.rand(1, generator=g)) for _ in range(spec.num_objects)]
     shapes_ = [SHAPES[(i + spec.seed) % len(SHAPES)] for i in range(spec.num_objects)]
@@ -295,11 +296,11 @@ def shuffle_mask_ids(masks_dir: str | Path, out_dir: str | Path, seed: int = 0, 
 
     masks_dir, out_dir = Path(masks_dir), Path(out_dir)
     if out_dir.resolve() == masks_dir.resolve():
-        raise ValueError("shuffle_mask_ids would overwrite its input masks")
+        raise InputError("shuffle_mask_ids would overwrite its input masks")
     gen = torch.Generator().manual_seed(seed)
     files = sorted(masks_dir.rglob("*.png"))
     if not files:
-        raise FileNotFoundError(f"{masks_dir}: no mask PNGs")
+        raise MissingFileError(f"{masks_dir}: no mask PNGs")
     for f in files:
         m = load_id_mask(f)
         ids = [int(i) for i in m.unique() if i != 0]

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from structgs.utils.fields import check_fields
+from structgs.utils.errors import InputError
 
 BRANCHES = ("color", "opacity", "scale", "rotation", "motion")
 OUTPUT_DIMS = {"color": 3, "opacity": 1, "scale": 3, "rotation": 4, "motion": 3}
@@ -77,28 +78,28 @@ class DecoderConfig:
         self.scale_log_range = tuple(float(x) for x in self.scale_log_range)  # type: ignore[assignment]
         self.position_center = tuple(float(x) for x in self.position_center)  # type: ignore[assignment]
         if self.position_frequencies < 0 or self.position_scale <= 0:
-            raise ValueError("position_frequencies must be >= 0 and position_scale > 0")
+            raise InputError("position_frequencies must be >= 0 and position_scale > 0")
         unknown = [b for b in self.branches if b not in BRANCHES]
         if unknown:
-            raise ValueError(f"unknown decoder branches {unknown}; choose from {BRANCHES}")
+            raise InputError(f"unknown decoder branches {unknown}; choose from {BRANCHES}")
         if self.view_inputs not in ("none", "dir", "dir+dist"):
-            raise ValueError(f"view_inputs must be none, dir or dir+dist, got {self.view_inputs!r}")
+            raise InputError(f"view_inputs must be none, dir or dir+dist, got {self.view_inputs!r}")
         if self.hidden_layers < 2:
-            raise ValueError(f"hidden_layers must be >= 2 (got {self.hidden_layers}): the perturbable layer needs an input activation")
+            raise InputError(f"hidden_layers must be >= 2 (got {self.hidden_layers}): the perturbable layer needs an input activation")
         n = self.hidden_layers + 1
         for name in ("perturb_layer", "motion_perturb_layer"):
             k = getattr(self, name)
             if not -n <= k < n or k % n == 0:
-                raise ValueError(f"{name} must index a linear layer after the first (1..{n - 1} or -1..-{n - 1}), got {k}")
+                raise InputError(f"{name} must index a linear layer after the first (1..{n - 1} or -1..-{n - 1}), got {k}")
         if self.side_width < 0 or (self.side_branches and self.side_width == 0):
-            raise ValueError(f"side_width must be > 0 when side_branches are given, got {self.side_width}")
+            raise InputError(f"side_width must be > 0 when side_branches are given, got {self.side_width}")
         if self.side_norm < 0:
-            raise ValueError(f"side_norm must be >= 0, got {self.side_norm}")
+            raise InputError(f"side_norm must be >= 0, got {self.side_norm}")
         stray = [b for b in self.side_branches if b not in self.branches]
         if stray:
-            raise ValueError(f"side_branches {stray} are not decoder branches {list(self.branches)}")
+            raise InputError(f"side_branches {stray} are not decoder branches {list(self.branches)}")
         if self.backend not in ("torch", "tcnn"):
-            raise ValueError(f"decoder backend must be torch or tcnn, got {self.backend!r}")
+            raise InputError(f"decoder backend must be torch or tcnn, got {self.backend!r}")
 
     @property
     def view_dim(self) -> int:
@@ -129,4 +130,4 @@ class DecoderConfig:
         try:
             return cls(**d)
         except ValueError as e:
-            raise ValueError(f"{where}: {e}") from None
+            raise InputError(f"{where}: {e}") from None

@@ -17,6 +17,7 @@ from torch import nn
 
 from structgs.decoder.config import OUTPUT_DIMS, DecoderConfig
 from structgs.decoder.mlp import BranchActivations, BranchMLP
+from structgs.utils.errors import InputError
 
 
 @dataclass
@@ -70,7 +71,7 @@ class AttributeDecoder(nn.Module):
         width keep it. Returns the branches changed."""
         cfg = self.config
         if cfg.side_branches and (width != cfg.side_width or norm != cfg.side_norm):
-            raise ValueError(f"this decoder already has side channels of width {cfg.side_width} on "
+            raise InputError(f"this decoder already has side channels of width {cfg.side_width} on "
                              f"{list(cfg.side_branches)} (norm {cfg.side_norm}); cannot add width {width} (norm {norm})")
         added = [b for b in branches if b not in cfg.side_branches]
         for b in added:
@@ -163,5 +164,5 @@ class AttributeDecoder(nn.Module):
 
     def _branch(self, branch: str) -> BranchMLP:
         if branch not in self.branches:
-            raise ValueError(f"this decoder has no '{branch}' branch (it has {list(self.branches)})")
+            raise InputError(f"this decoder has no '{branch}' branch (it has {list(self.branches)})")
         return self.branches[branch]  # type: ignore[return-value]

@@ -14,6 +14,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from structgs.utils.errors import InputError, MissingDependencyError
+
 TCNN_WIDTHS = (16, 32, 64, 128)
 
 
@@ -21,7 +23,7 @@ def require_tcnn():
     try:
         import tinycudann
     except ImportError as e:
-        raise ImportError(
+        raise MissingDependencyError(
             "decoder backend 'tcnn' needs tinycudann, which has no wheel: build it with\n"
             "  pip install git+https://github.com/NVlabs/tiny-cuda-nn/#subdirectory=bindings/torch\n"
             "on a CUDA machine, or use backend='torch' (the reference implementation)") from e
@@ -34,10 +36,10 @@ class TcnnTrunk(nn.Module):
     def __init__(self, in_dim: int, width: int, num_layers: int):
         super().__init__()
         if width not in TCNN_WIDTHS:
-            raise ValueError(f"decoder backend 'tcnn': tinycudann FullyFusedMLP needs hidden_width in "
+            raise InputError(f"decoder backend 'tcnn': tinycudann FullyFusedMLP needs hidden_width in "
                              f"{TCNN_WIDTHS}, got {width}")
         if num_layers < 1:
-            raise ValueError("decoder backend 'tcnn': the trunk needs at least one layer before the perturbable one")
+            raise InputError("decoder backend 'tcnn': the trunk needs at least one layer before the perturbable one")
         tcnn = require_tcnn()
         self.in_dim, self.width = in_dim, width
         self.net = tcnn.Network(in_dim + 1, width, {
@@ -46,6 +48,6 @@ class TcnnTrunk(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] != self.in_dim:
-            raise ValueError(f"tcnn trunk: expected inputs (B, {self.in_dim}), got {tuple(x.shape)}")
+            raise InputError(f"tcnn trunk: expected inputs (B, {self.in_dim}), got {tuple(x.shape)}")
         ones = torch.ones(*x.shape[:-1], 1, dtype=x.dtype, device=x.device)
         return self.net(torch.cat([x, ones], dim=-1)).float()

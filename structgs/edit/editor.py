@@ -18,6 +18,7 @@ import torch
 
 from structgs.edit.jacobian import jacobian_cosine
 from structgs.utils.log import get_logger
+from structgs.utils.errors import InputError
 
 log = get_logger("edit")
 SELECTION_WEIGHT = 100.0
@@ -42,9 +43,9 @@ class SceneEditor:
     def __init__(self, model, method: str = "shaped", threshold: float = DEFAULT_THRESHOLD, pin_rest: bool = True,
                  pin_groups: int = 4):
         if method not in ("shaped", "voting", "projection", "binary"):
-            raise ValueError(f"unknown method {method!r} (shaped, voting, projection, binary)")
+            raise InputError(f"unknown method {method!r} (shaped, voting, projection, binary)")
         if pin_groups < 1:
-            raise ValueError(f"pin_groups must be >= 1, got {pin_groups}")
+            raise InputError(f"pin_groups must be >= 1, got {pin_groups}")
         self.model, self.method, self.threshold, self.pin_rest = model, method, threshold, pin_rest
         self.pin_groups = pin_groups
         self.done: list[EditRecord] = []
@@ -60,7 +61,7 @@ class SceneEditor:
     def segment(self, selection: torch.Tensor, branch: str | None = None, threshold: float | None = None) -> torch.Tensor:
         """(N,) bool: the object(s) the selection belongs to (the selection itself included)."""
         if self.method != "shaped":
-            raise ValueError(f"method {self.method!r} segments by voting: use structgs.edit.voting.segment_by_voting")
+            raise InputError(f"method {self.method!r} segments by voting: use structgs.edit.voting.segment_by_voting")
         s = self.scores(selection, branch)
         return (s > (self.threshold if threshold is None else threshold)).cpu() | selection.cpu()
 
@@ -81,7 +82,7 @@ class SceneEditor:
 
     def undo(self) -> EditRecord:
         if not self.done:
-            raise ValueError("nothing to undo")
+            raise InputError("nothing to undo")
         rec = self.done.pop()
         self._assign(rec.before)
         self.undone.append(rec)
@@ -89,7 +90,7 @@ class SceneEditor:
 
     def redo(self) -> EditRecord:
         if not self.undone:
-            raise ValueError("nothing to redo")
+            raise InputError("nothing to redo")
         rec = self.undone.pop()
         self._assign(rec.after)
         self.done.append(rec)
@@ -112,7 +113,7 @@ class SceneEditor:
         rgb = torch.as_tensor(rgb, dtype=torch.float32)
         targets = rgb.reshape(-1, 3).expand(len(sels), 3) if rgb.numel() == 3 else rgb.reshape(len(sels), 3)
         if ((targets < 0) | (targets > 1)).any():
-            raise ValueError(f"colours must be in [0, 1], got {targets.tolist()}")
+            raise InputError(f"colours must be in [0, 1], got {targets.tolist()}")
         if self.method != "shaped":
             def apply(m, s, t=targets):
                 m.override_color[s] = t[0].to(m.override_color)
@@ -268,5 +269,5 @@ def _as_list(selections) -> list[torch.Tensor]:
     sels = [selections] if isinstance(selections, torch.Tensor) else list(selections)
     for s in sels:
         if s.dtype != torch.bool or not bool(s.any()):
-            raise ValueError("each selection must be a non-empty boolean mask over the Gaussians")
+            raise InputError("each selection must be a non-empty boolean mask over the Gaussians")
     return sels

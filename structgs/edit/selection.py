@@ -14,6 +14,7 @@ import torch
 
 from structgs.render.api import contributions
 from structgs.scene.cameras import Camera
+from structgs.utils.errors import InputError, MissingFileError
 
 
 class EmptySelectionError(ValueError):
@@ -33,12 +34,12 @@ def from_ids(ids, num_gaussians: int) -> torch.Tensor:
         raise EmptySelectionError("the selection is empty (no Gaussian id given)")
     if arr.dtype == torch.bool:
         if arr.shape != (num_gaussians,):
-            raise ValueError(f"boolean selection has shape {tuple(arr.shape)}, expected ({num_gaussians},)")
+            raise InputError(f"boolean selection has shape {tuple(arr.shape)}, expected ({num_gaussians},)")
         return _nonempty(arr.clone(), "the boolean selection")
     if arr.ndim != 1 or arr.is_floating_point():
-        raise ValueError(f"expected a 1-D array of integer Gaussian ids, got {arr.dtype} {tuple(arr.shape)}")
+        raise InputError(f"expected a 1-D array of integer Gaussian ids, got {arr.dtype} {tuple(arr.shape)}")
     if arr.numel() and (int(arr.min()) < 0 or int(arr.max()) >= num_gaussians):
-        raise ValueError(f"Gaussian ids must be in [0, {num_gaussians}), got [{int(arr.min())}, {int(arr.max())}]")
+        raise InputError(f"Gaussian ids must be in [0, {num_gaussians}), got [{int(arr.min())}, {int(arr.max())}]")
     mask = torch.zeros(num_gaussians, dtype=torch.bool)
     mask[arr.long()] = True
     return _nonempty(mask, "the id list")
@@ -47,15 +48,15 @@ def from_ids(ids, num_gaussians: int) -> torch.Tensor:
 def from_file(path: str | Path, num_gaussians: int) -> torch.Tensor:
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: selection file does not exist")
+        raise MissingFileError(f"{path}: selection file does not exist")
     try:
         arr = np.load(path, allow_pickle=False)
     except Exception as e:
-        raise ValueError(f"{path}: not a .npy array ({e})") from e
+        raise InputError(f"{path}: not a .npy array ({e})") from e
     try:
         return from_ids(arr, num_gaussians)
     except ValueError as e:
-        raise ValueError(f"{path}: {e}") from e
+        raise InputError(f"{path}: {e}") from e
 
 
 @torch.no_grad()
@@ -71,7 +72,7 @@ def from_pixels(model, camera: Camera, pixels: list[tuple[int, int]]) -> torch.T
         raise EmptySelectionError("no pixel given")
     for x, y in pixels:
         if not (0 <= x < camera.width and 0 <= y < camera.height):
-            raise ValueError(f"pixel ({x}, {y}) is outside view {camera.name} ({camera.width}x{camera.height})")
+            raise InputError(f"pixel ({x}, {y}) is outside view {camera.name} ({camera.width}x{camera.height})")
     top = top_gaussians(model, camera)
     ids = torch.tensor([int(top[y, x]) for x, y in pixels])
     ids = ids[ids >= 0]
@@ -85,7 +86,7 @@ def from_pixels(model, camera: Camera, pixels: list[tuple[int, int]]) -> torch.T
 def from_mask(model, camera: Camera, mask: torch.Tensor) -> torch.Tensor:
     """The top Gaussians of every pixel inside a 2D (H, W) mask of ``camera``."""
     if tuple(mask.shape) != (camera.height, camera.width):
-        raise ValueError(f"mask is {tuple(mask.shape)}, view {camera.name} is ({camera.height}, {camera.width})")
+        raise InputError(f"mask is {tuple(mask.shape)}, view {camera.name} is ({camera.height}, {camera.width})")
     top = top_gaussians(model, camera)
     ids = top[mask.bool().to(top.device) & (top >= 0)].unique()
     if ids.numel() == 0:
@@ -101,9 +102,9 @@ def load_mask_image(path: str | Path) -> torch.Tensor:
 
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: mask image does not exist")
+        raise MissingFileError(f"{path}: mask image does not exist")
     try:
         arr = np.asarray(Image.open(path).convert("L"))
     except Exception as e:
-        raise ValueError(f"{path}: cannot read mask image ({e})") from e
+        raise InputError(f"{path}: cannot read mask image ({e})") from e
     return torch.from_numpy(arr > 0)

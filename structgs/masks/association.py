@@ -31,6 +31,7 @@ from structgs.masks.consensus import ConsensusConfig, FixedGaussians, consensus_
 from structgs.masks.fill import FillConfig, fill_labels
 from structgs.render.api import rasterize
 from structgs.utils.log import get_logger
+from structgs.utils.errors import InputError
 
 log = get_logger("masks")
 
@@ -215,9 +216,9 @@ def propagate_prompt(segmenter: Segmenter | None, tracker: Tracker, names: list[
     """Carry one object's mask from ``names[0]`` along the chain (refined by re-prompting)."""
     cfg = config or AssociationConfig()
     if refine and segmenter is None:
-        raise ValueError("propagate_prompt: refine=True needs a segmenter")
+        raise InputError("propagate_prompt: refine=True needs a segmenter")
     if not first_mask.any():
-        raise ValueError(f"the prompt gave an empty mask on view {names[0]}")
+        raise InputError(f"the prompt gave an empty mask on view {names[0]}")
     seq = MaskSequence(list(names), {})
     tracker.start(names, images)
     tracker.condition(0, {object_id: first_mask})

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from structgs.masks.base import MaskProposal, mask_iou_matrix
+from structgs.utils.errors import InputError
 
 
 @dataclass
@@ -44,7 +45,7 @@ class AutoMaskConfig:
 def point_grid(points_per_side: int, height: int, width: int) -> torch.Tensor:
     """(n*n, 2) xy pixel coordinates of a regular grid of cell centres."""
     if points_per_side < 1:
-        raise ValueError(f"points_per_side must be >= 1, got {points_per_side}")
+        raise InputError(f"points_per_side must be >= 1, got {points_per_side}")
     t = (torch.arange(points_per_side, dtype=torch.float32) + 0.5) / points_per_side
     ys, xs = torch.meshgrid(t * height, t * width, indexing="ij")
     return torch.stack([xs.reshape(-1), ys.reshape(-1)], -1)

@@ -14,6 +14,8 @@ from typing import Protocol
 
 import torch
 
+from structgs.utils.errors import InputError
+
 
 @dataclass
 class MaskProposal:
@@ -57,7 +59,7 @@ class Detector(Protocol):
 
 def check_mask(mask: torch.Tensor, size: tuple[int, int], what: str) -> torch.Tensor:
     if mask.ndim != 2 or tuple(mask.shape) != tuple(size):
-        raise ValueError(f"{what}: expected a mask of shape {tuple(size)}, got {tuple(mask.shape)}")
+        raise InputError(f"{what}: expected a mask of shape {tuple(size)}, got {tuple(mask.shape)}")
     return mask.bool()
 
 

@@ -20,6 +20,7 @@ import torch
 
 from structgs.masks.consensus import UNLABELLED
 from structgs.utils.knn import knn_query
+from structgs.utils.errors import InputError
 
 
 def trusted_voters(labels: torch.Tensor, confidence: torch.Tensor, views: torch.Tensor, min_confidence: float,
@@ -95,9 +96,9 @@ class FillConfig:
 
     def __post_init__(self) -> None:
         if not 0 <= self.min_confidence <= 1:
-            raise ValueError(f"fill: min_confidence must be in [0, 1], got {self.min_confidence}")
+            raise InputError(f"fill: min_confidence must be in [0, 1], got {self.min_confidence}")
         if self.min_views < 1 or self.knn < 0 or self.color_weight < 0:
-            raise ValueError(f"fill: need min_views >= 1, knn >= 0, color_weight >= 0; got {self.min_views}, "
+            raise InputError(f"fill: need min_views >= 1, knn >= 0, color_weight >= 0; got {self.min_views}, "
                              f"{self.knn}, {self.color_weight}")
 
 

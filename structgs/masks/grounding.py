@@ -7,13 +7,14 @@ from pathlib import Path
 import torch
 
 from structgs.masks.weights import load_local, to_pixel_values
+from structgs.utils.errors import InputError
 
 
 def prompt_text(text: str) -> str:
     """Grounding DINO expects lower-case phrases each ending with a period."""
     t = text.strip().lower()
     if not t:
-        raise ValueError("text prompt is empty")
+        raise InputError("text prompt is empty")
     return t if t.endswith(".") else t + "."
 
 

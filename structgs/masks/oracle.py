@@ -18,6 +18,7 @@ import torch
 
 from structgs.masks.base import MaskProposal, mask_box
 from structgs.scene.dataset import SceneDataset
+from structgs.utils.errors import InputError
 
 
 class OracleSegmenter:
@@ -36,10 +37,10 @@ class OracleSegmenter:
 
     def set_image(self, name: str, image: torch.Tensor) -> None:
         if name not in self.masks:
-            raise KeyError(f"oracle segmenter: no ground-truth mask for view {name!r}")
+            raise InputError(f"oracle segmenter: no ground-truth mask for view {name!r}")
         self.current, self.name = self.masks[name], name
         if tuple(image.shape[:2]) != tuple(self.current.shape):
-            raise ValueError(f"oracle segmenter: view {name} image is {tuple(image.shape[:2])}, "
+            raise InputError(f"oracle segmenter: view {name} image is {tuple(image.shape[:2])}, "
                              f"its mask {tuple(self.current.shape)}")
 
     def _segments(self) -> list[int]:

@@ -27,6 +27,7 @@ from structgs.render.api import RenderOutput, rasterize
 from structgs.scene.cameras import Camera
 from structgs.scene.gaussians import Gaussians, rgb_to_sh_dc
 from structgs.utils.io import write_json
+from structgs.utils.errors import InputError, MissingFileError
 
 FORMAT = "structgs-scene-model"
 FORMAT_VERSION = 1
@@ -206,34 +207,34 @@ class SceneModel(nn.Module):
         directory = Path(directory)
         cfg_path = directory / CONFIG_NAME
         if not cfg_path.is_file():
-            raise FileNotFoundError(f"{directory}: not a structgs run (no {CONFIG_NAME})")
+            raise MissingFileError(f"{directory}: not a structgs run (no {CONFIG_NAME})")
         try:
             cfg = json.loads(cfg_path.read_text())
         except json.JSONDecodeError as e:
-            raise ValueError(f"{cfg_path}: invalid JSON ({e})") from e
+            raise InputError(f"{cfg_path}: invalid JSON ({e})") from e
         if cfg.get("format") != FORMAT:
-            raise ValueError(f"{cfg_path}: format is {cfg.get('format')!r}, expected {FORMAT!r}")
+            raise InputError(f"{cfg_path}: format is {cfg.get('format')!r}, expected {FORMAT!r}")
         if int(cfg.get("format_version", -1)) > FORMAT_VERSION:
-            raise ValueError(f"{cfg_path}: format version {cfg['format_version']} was written by a newer structgs "
+            raise InputError(f"{cfg_path}: format version {cfg['format_version']} was written by a newer structgs "
                              f"({cfg.get('structgs_version')}); this is {structgs.__version__} (format {FORMAT_VERSION})")
         weights = cfg.get("weights", WEIGHTS_NAME)  # runs saved before content-named weights: model.safetensors
         if not isinstance(weights, str) or Path(weights).name != weights or not weights.endswith(".safetensors"):
-            raise ValueError(f"{cfg_path}: field 'weights' must name a .safetensors file in {directory}, got {weights!r}")
+            raise InputError(f"{cfg_path}: field 'weights' must name a .safetensors file in {directory}, got {weights!r}")
         w_path = directory / weights
         for name, kind in (("num_gaussians", int), ("decoder", dict), ("meta", dict)):
             if name not in cfg and name != "meta":
-                raise ValueError(f"{cfg_path}: field '{name}' is missing")
+                raise InputError(f"{cfg_path}: field '{name}' is missing")
             if name in cfg and (not isinstance(cfg[name], kind) or isinstance(cfg[name], bool)):
-                raise ValueError(f"{cfg_path}: field '{name}' must be {'an integer' if kind is int else 'an object'}, "
+                raise InputError(f"{cfg_path}: field '{name}' must be {'an integer' if kind is int else 'an object'}, "
                                  f"got {cfg[name]!r}")
         decoder = DecoderConfig.from_dict(cfg["decoder"], f"{cfg_path}: decoder")
         model = cls(decoder, cfg["num_gaussians"], cfg.get("meta"))
         if not w_path.is_file():
-            raise FileNotFoundError(f"{directory}: weights file {weights} (named by {CONFIG_NAME}) is missing")
+            raise MissingFileError(f"{directory}: weights file {weights} (named by {CONFIG_NAME}) is missing")
         try:
             state = load_file(str(w_path))
         except Exception as e:
-            raise ValueError(f"{w_path}: cannot read weights ({e})") from e
+            raise InputError(f"{w_path}: cannot read weights ({e})") from e
         defaults = model.state_dict()
         for k in [k for k in defaults if k.startswith("override_") and k not in state]:
             state[k] = defaults[k]  # runs saved before direct edits existed: identity overrides
@@ -243,6 +244,6 @@ class SceneModel(nn.Module):
         problems += [f"unexpected {k} {s}" for k, s in got.items() if k not in expected]
         problems += [f"{k}: config says {expected[k]}, file has {got[k]}" for k in expected if k in got and got[k] != expected[k]]
         if problems:
-            raise ValueError(f"{w_path} does not match {cfg_path}: " + "; ".join(problems))
+            raise InputError(f"{w_path} does not match {cfg_path}: " + "; ".join(problems))
         model.load_state_dict(state)
         return model.to(device)

@@ -19,6 +19,7 @@ from structgs.pipeline.render_views import render_selection_mask, run_dataset
 from structgs.utils.device import resolve_device
 from structgs.utils.io import ensure_writable_dir, refuse_overwrite, save_npy
 from structgs.utils.log import get_logger
+from structgs.utils.errors import InputError, MissingFileError
 
 log = get_logger("edit")
 ALL_METHODS = ("shaped", *VOTING_METHODS)
@@ -36,12 +37,12 @@ class SelectionSpec:
                  sources=None):
         given = sum(x is not None for x in (gaussians, pixels or None, mask, text))
         if given != 1:
-            raise ValueError("give exactly one of --gaussians FILE.npy, --view NAME --pixel X Y, "
+            raise InputError("give exactly one of --gaussians FILE.npy, --view NAME --pixel X Y, "
                              "--view NAME --mask FILE.png, --text PROMPT")
         if (pixels or mask is not None) and view is None:
-            raise ValueError("--pixel and --mask need --view NAME")
+            raise InputError("--pixel and --mask need --view NAME")
         if text is not None and sources is None:
-            raise ValueError("--text needs --weights SAM2_DIR and --detector-weights GROUNDING_DINO_DIR")
+            raise InputError("--text needs --weights SAM2_DIR and --detector-weights GROUNDING_DINO_DIR")
         self.gaussians, self.view, self.pixels, self.mask = gaussians, view, pixels or None, mask
         self.text, self.sources = text, sources
 
@@ -67,17 +68,17 @@ def target_masks(ds, masks_dir: Path, cameras, target: int) -> list[torch.Tensor
 def resolve_target(ds, masks_dir: Path | None, target: int | None, spec: SelectionSpec | None) -> int:
     """The target id for voting: --target, or the id under the prompt pixel in the user's masks."""
     if masks_dir is None:
-        raise ValueError("voting methods need --masks DIR (id masks of the training views)")
+        raise InputError("voting methods need --masks DIR (id masks of the training views)")
     if target is not None:
         return int(target)
     if spec is None or spec.pixels is None:
-        raise ValueError("voting needs --target ID, or a one-view prompt --view NAME --pixel X Y propagated by --masks")
+        raise InputError("voting needs --target ID, or a one-view prompt --view NAME --pixel X Y propagated by --masks")
     cam = ds.camera(spec.view)
     m = ds.mask(cam, masks_dir)
     x, y = spec.pixels[0]
     tid = int(m[y, x])
     if tid == 0:
-        raise ValueError(f"pixel ({x}, {y}) of view {spec.view} has id 0 (no object) in {masks_dir}")
+        raise InputError(f"pixel ({x}, {y}) of view {spec.view} has id 0 (no object) in {masks_dir}")
     return tid
 
 
@@ -85,10 +86,10 @@ def select(model, ds, spec: SelectionSpec | None, method: str = "shaped", masks_
            target: int | None = None, threshold: float | None = None, expand: bool | None = None) -> torch.Tensor:
     """(N,) bool selection by any method; shaped expands the seed to its object(s) by Jacobian cosine."""
     if method not in ALL_METHODS:
-        raise ValueError(f"unknown method {method!r} ({', '.join(ALL_METHODS)})")
+        raise InputError(f"unknown method {method!r} ({', '.join(ALL_METHODS)})")
     if method == "shaped":
         if spec is None:
-            raise ValueError("shaped segmentation needs a selection (--gaussians, --view/--pixel or --view/--mask)")
+            raise InputError("shaped segmentation needs a selection (--gaussians, --view/--pixel or --view/--mask)")
         seed = spec.seed(model, ds)
         if expand is False:
             return seed
@@ -96,10 +97,10 @@ def select(model, ds, spec: SelectionSpec | None, method: str = "shaped", masks_
     tid = resolve_target(ds, masks_dir, target, spec)
     cams = [c for c in ds.split("train") if ds.mask_path(c, masks_dir).is_file()]
     if not cams:
-        raise FileNotFoundError(f"{masks_dir}: no masks for the training views")
+        raise MissingFileError(f"{masks_dir}: no masks for the training views")
     sel = segment_by_voting(model, cams, target_masks(ds, masks_dir, cams, tid), method)
     if not sel.any():
-        raise ValueError(f"{method}: no Gaussian was voted into target {tid}")
+        raise InputError(f"{method}: no Gaussian was voted into target {tid}")
     return sel
 
 
@@ -109,7 +110,7 @@ def load(run: Path, data: Path | None = None, device: str = "auto", needs_shapin
     the scene and a removal fade all of it)."""
     model = SceneModel.from_pretrained(run, resolve_device(device))
     if needs_shaping and model.meta.get("shaping") is None:
-        raise ValueError(f"{run}: not a shaped run (its config.json has no meta.shaping); shape it first with "
+        raise InputError(f"{run}: not a shaped run (its config.json has no meta.shaping); shape it first with "
                          f"`structgs shape {run} --masks DIR --out SHAPED`, or use --method voting with --masks")
     return model, run_dataset(model, data)
 
@@ -117,9 +118,9 @@ def load(run: Path, data: Path | None = None, device: str = "auto", needs_shapin
 def refuse_new_run_over(out: Path, run: Path, what: str) -> None:
     """A job that writes a new run never writes into its input run or over an existing one."""
     if Path(out).resolve() == Path(run).resolve():
-        raise ValueError(f"{what} {out} is the input run; {what.split()[0]} writes a new run")
+        raise InputError(f"{what} {out} is the input run; {what.split()[0]} writes a new run")
     if Path(out).exists() and (not Path(out).is_dir() or any(Path(out).iterdir())):
-        raise ValueError(f"{what} {out} already exists and is not an empty directory; choose a new path")
+        raise InputError(f"{what} {out} already exists and is not an empty directory; choose a new path")
     ensure_writable_dir(out, what.split()[-1])
 
 
@@ -127,10 +128,10 @@ def segment_command(run: Path, out: Path, spec: SelectionSpec | None, method: st
                     target: int | None, threshold: float | None, data: Path | None, device: str) -> np.ndarray:
     out_r = Path(out).resolve()
     if Path(run).resolve() in out_r.parents:
-        raise ValueError(f"--out {out} lies inside the run {run}; write selections outside it")
+        raise InputError(f"--out {out} lies inside the run {run}; write selections outside it")
     refuse_overwrite(out, [spec.gaussians if spec is not None else None, masks], "--out")
     if Path(out).is_dir():
-        raise ValueError(f"--out {out} is a directory; give a .npy file path")
+        raise InputError(f"--out {out} is a directory; give a .npy file path")
     ensure_writable_dir(Path(out).parent, "--out")
     model, ds = load(run, data, device, needs_shaping=method == "shaped")
     sel = select(model, ds, spec, method, masks, target, threshold).numpy()
@@ -151,14 +152,14 @@ def edit_command(run: Path, out: Path, op: str, spec: SelectionSpec | None, meth
         rec = editor.remove(sel)
     elif op == "recolor":
         if rgb is None:
-            raise ValueError("--op recolor needs --rgb R G B")
+            raise InputError("--op recolor needs --rgb R G B")
         rec = editor.recolor(sel, rgb)
     elif op == "move":
         if translate is None:
-            raise ValueError("--op move needs --translate DX DY DZ")
+            raise InputError("--op move needs --translate DX DY DZ")
         rec = editor.move(sel, translate)
     else:
-        raise ValueError(f"unknown --op {op!r} (remove, recolor, move)")
+        raise InputError(f"unknown --op {op!r} (remove, recolor, move)")
     history = list(model.meta.get("edits", []))
     history.append({"op": op, "method": method, "selected": int(sel.sum()), "rgb": rgb, "translate": translate,
                     "info": {k: v for k, v in rec.info.items() if k in ("achieved", "targets")}})
@@ -194,7 +195,7 @@ def pick_target_pixel(ds, masks_dir: Path, target: int) -> tuple[str, tuple[int,
         if best is None or depth.max() > best[0]:
             best = (float(depth.max()), cam.name, (x, y))
     if best is None:
-        raise ValueError(f"target {target} appears in no training mask of {masks_dir}")
+        raise InputError(f"target {target} appears in no training mask of {masks_dir}")
     return best[1], best[2]
 
 
@@ -210,7 +211,7 @@ def evaluate_selection(model, ds, masks_dir: Path, split: str, target: int, sele
         ious.append(iou(pred, gt))
         bious.append(boundary_iou(pred, gt))
     if not ious:
-        raise ValueError(f"target {target} is visible in no {split} view")
+        raise InputError(f"target {target} is visible in no {split} view")
     return {"miou": 100 * sum(ious) / len(ious), "mbiou": 100 * sum(bious) / len(bious), "views": len(ious)}
 
 

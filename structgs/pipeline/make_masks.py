@@ -21,6 +21,7 @@ from structgs.scene.images import save_id_mask
 from structgs.utils.device import resolve_device
 from structgs.utils.io import refuse_overwrite, replace_dir_atomically, write_json
 from structgs.utils.log import get_logger
+from structgs.utils.errors import InputError, NothingFoundError
 
 log = get_logger("masks")
 
@@ -47,7 +48,7 @@ class MaskSources:
 
 def build_segmenter(src: MaskSources, ds: SceneDataset, device: torch.device, auto: AutoMaskConfig | None):
     if (src.weights is None) == (src.oracle_masks is None):
-        raise ValueError("give exactly one mask source: --weights SAM2_DIR or --oracle-masks DIR")
+        raise InputError("give exactly one mask source: --weights SAM2_DIR or --oracle-masks DIR")
     if src.weights is not None:
         from structgs.masks.sam2 import Sam2Segmenter
 
@@ -63,17 +64,17 @@ def build_tracker(src: MaskSources, ds: SceneDataset, device: torch.device):
         kind = "sam2" if src.weights is not None else "gaussians"
     if kind == "sam2":
         if src.weights is None:
-            raise ValueError("--tracker sam2 needs --weights SAM2_DIR")
+            raise InputError("--tracker sam2 needs --weights SAM2_DIR")
         from structgs.masks.sam2 import Sam2VideoTracker
 
         return Sam2VideoTracker.from_pretrained(src.weights, device)
     if kind == "gaussians":
         if src.ply is None:
-            raise ValueError("the Gaussian tracker needs --ply (the scene's pre-trained 3DGS)")
+            raise InputError("the Gaussian tracker needs --ply (the scene's pre-trained 3DGS)")
         from structgs.scene.ply import read_ply
 
         return GaussianTracker(read_ply(src.ply).to(device), {c.name: c for c in ds.all_cameras})
-    raise ValueError(f"unknown tracker {src.tracker!r} (sam2, gaussians, auto)")
+    raise InputError(f"unknown tracker {src.tracker!r} (sam2, gaussians, auto)")
 
 
 def build_detector(src: MaskSources, ds: SceneDataset, device: torch.device):
@@ -86,7 +87,7 @@ def build_detector(src: MaskSources, ds: SceneDataset, device: torch.device):
 
         # names in scene.json refer to the ground-truth ids of the masks next to it
         return OracleDetector.from_scene(ds, Path(src.scene_json).parent / "masks", src.scene_json)
-    raise ValueError("--text needs --detector-weights GROUNDING_DINO_DIR")
+    raise InputError("--text needs --detector-weights GROUNDING_DINO_DIR")
 
 
 def prompt_mask(segmenter, detector, ds: SceneDataset, view: str, image: torch.Tensor,
@@ -97,13 +98,13 @@ def prompt_mask(segmenter, detector, ds: SceneDataset, view: str, image: torch.T
         h, w = image.shape[:2]
         for x, y in pixels:
             if not (0 <= x < w and 0 <= y < h):
-                raise ValueError(f"--pixel {x} {y} is outside view {view} ({w}x{h})")
+                raise InputError(f"--pixel {x} {y} is outside view {view} ({w}x{h})")
         pts = torch.tensor(pixels, dtype=torch.float32)
         prop = segmenter.from_points(pts, torch.ones(len(pixels), dtype=torch.int64))
         return prop.mask, {"view": view, "pixels": [list(p) for p in pixels], "score": prop.score}
     boxes = detector.detect(view, image, text)
     if not boxes:
-        raise LookupError(f"no box for {text!r} on view {view}")
+        raise NothingFoundError(f"no box for {text!r} on view {view}")
     box, score = boxes[0]
     prop = segmenter.from_box(box)
     return prop.mask, {"view": view, "text": text, "box": [round(float(v), 2) for v in box], "box_score": score,
@@ -119,9 +120,9 @@ def find_prompt_mask(segmenter, detector, ds: SceneDataset, views: list[str], pi
         except LookupError:  # no box for the text on this view
             continue
         if not mask.any():
-            raise ValueError(f"the prompt gave an empty mask on view {name}")
+            raise InputError(f"the prompt gave an empty mask on view {name}")
         return name, mask, prompt
-    raise LookupError(f"the detector found no {text!r} in " + (f"view {views[0]}" if len(views) == 1 else
+    raise NothingFoundError(f"the detector found no {text!r} in " + (f"view {views[0]}" if len(views) == 1 else
                                                                  f"any of {len(views)} views"))
 
 
@@ -132,7 +133,7 @@ def prompt_on_dataset(sources: MaskSources, ds: SceneDataset, view: str | None,
     ``text`` without ``view`` searches the training views in order for the first detection.
     """
     if pixels and view is None:
-        raise ValueError("--pixel needs --view NAME")
+        raise InputError("--pixel needs --view NAME")
     device = resolve_device(sources.device)
     segmenter = build_segmenter(sources, ds, device, None)
     detector = build_detector(sources, ds, device) if text else None
@@ -154,20 +155,20 @@ def make_masks(data: Path, out: Path, sources: MaskSources, *, split: str = "tra
     refuse_overwrite(out, [data, data / "masks", sources.oracle_masks], "masks --out")
     if out.is_dir() and any(out.iterdir()) and not (out / "masks.json").is_file():
         # the output replaces the directory whole: only ever replace an earlier `structgs masks` output
-        raise ValueError(f"masks --out {out} exists and is not a structgs masks directory (no masks.json); "
+        raise InputError(f"masks --out {out} exists and is not a structgs masks directory (no masks.json); "
                          "choose a new or empty directory")
     if pixels and text:
-        raise ValueError("give --pixel or --text, not both")
+        raise InputError("give --pixel or --text, not both")
     if ids not in ("auto", "consensus", "chain"):
-        raise ValueError(f"--ids must be auto, consensus or chain, got {ids!r}")
+        raise InputError(f"--ids must be auto, consensus or chain, got {ids!r}")
     if ids == "consensus" and sources.ply is None:
-        raise ValueError("--ids consensus needs --ply (the scene's pre-trained 3DGS)")
+        raise InputError("--ids consensus needs --ply (the scene's pre-trained 3DGS)")
     if pixels and view is None:
-        raise ValueError("--pixel needs --view NAME")
+        raise InputError("--pixel needs --view NAME")
     device = resolve_device(sources.device)
     ds = load_dataset(data)
     if split not in ("train", "test", "all"):
-        raise ValueError(f"--split must be train, test or all, got {split!r}")
+        raise InputError(f"--split must be train, test or all, got {split!r}")
     cams = ds.all_cameras if split == "all" else ds.split(split)
     names = [c.name for c in cams]
     segmenter = build_segmenter(sources, ds, device, auto)
@@ -177,7 +178,7 @@ def make_masks(data: Path, out: Path, sources: MaskSources, *, split: str = "tra
     if view is not None:
         if view not in names:
             ds.camera(view)  # raises with the list of valid names when unknown
-            raise ValueError(f"view {view} is not in the {split} split")
+            raise InputError(f"view {view} is not in the {split} split")
         start = names.index(view)
     order = [cams[i] for i in order_views(cams, start)]
     ordered_names = [c.name for c in order]

@@ -14,6 +14,7 @@ from structgs.scene.images import save_rgb
 from structgs.scene.ply import read_ply
 from structgs.utils.device import resolve_device
 from structgs.utils.log import get_logger
+from structgs.utils.errors import InputError, MissingFileError
 
 log = get_logger("render")
 
@@ -68,9 +69,9 @@ def run_dataset(model, data: Path | None, downscale: float | None = None, backgr
     """The dataset a run was fitted on (or ``data``), with the run's background and downscale."""
     src = data if data is not None else model.meta.get("data")
     if src is None:
-        raise ValueError("this run does not record its dataset; pass --data")
+        raise InputError("this run does not record its dataset; pass --data")
     if not Path(src).is_dir():
-        raise FileNotFoundError(f"{src}: the run's dataset directory does not exist; pass --data")
+        raise MissingFileError(f"{src}: the run's dataset directory does not exist; pass --data")
     bg = tuple(background) if background is not None else tuple(model.meta.get("background", (1.0, 1.0, 1.0)))
     ds_scale = downscale if downscale is not None else float(model.meta.get("downscale", 1.0))
     return load_dataset(src, background=bg, downscale=ds_scale)
@@ -103,6 +104,6 @@ def export_run(run: Path, out: Path, view: str | None = None, data: Path | None 
 
     model = load_run(run, torch.device("cpu"))
     if Path(out).resolve().parent == Path(run).resolve() and Path(out).suffix != ".ply":
-        raise ValueError(f"{out}: export needs a .ply path")
+        raise InputError(f"{out}: export needs a .ply path")
     cam = run_dataset(model, data).camera(view) if view is not None else None
     return write_ply(model.to_gaussians(cam), out)

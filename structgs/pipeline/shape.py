@@ -17,6 +17,7 @@ from structgs.shaping.report import activation_report, test_psnr
 from structgs.shaping.shaper import CHECKPOINT_DIR, Shaper
 from structgs.utils.device import resolve_device
 from structgs.utils.io import ensure_writable_dir, finish_dir_replacement, save_npy, write_json
+from structgs.utils.errors import InputError, MissingFileError
 
 
 def load_gt_labels(ds: SceneDataset, n: int, path: Path | None = None) -> torch.Tensor | None:
@@ -24,12 +25,12 @@ def load_gt_labels(ds: SceneDataset, n: int, path: Path | None = None) -> torch.
     p = Path(path) if path is not None else ds.root / "labels.npy"
     if not p.is_file():
         if path is not None:
-            raise FileNotFoundError(f"{p}: ground-truth labels file does not exist")
+            raise MissingFileError(f"{p}: ground-truth labels file does not exist")
         return None
     arr = np.load(p)
     if arr.shape != (n,):
         if path is not None:
-            raise ValueError(f"{p}: {arr.shape} labels for a run with {n} Gaussians")
+            raise InputError(f"{p}: {arr.shape} labels for a run with {n} Gaussians")
         return None
     return torch.from_numpy(arr.astype(np.int64))
 
@@ -40,15 +41,15 @@ def shape_run(run: Path, masks: Path, out: Path, config: ShapeConfig | None = No
     cfg = config or ShapeConfig()
     run, out, masks = Path(run), Path(out), Path(masks)
     if out.resolve() == run.resolve():
-        raise ValueError(f"--out {out} is the input run; shaping writes a new run")
+        raise InputError(f"--out {out} is the input run; shaping writes a new run")
     if not masks.is_dir():
-        raise FileNotFoundError(f"{masks}: masks directory does not exist")
+        raise MissingFileError(f"{masks}: masks directory does not exist")
     if out.is_dir():  # a kill inside a checkpoint swap: complete or undo it first
         finish_dir_replacement(out / CHECKPOINT_DIR)
     if ((out / "config.json").is_file() or (out / CHECKPOINT_DIR).is_dir()) and not resume:
-        raise ValueError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+        raise InputError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
     if resume and not (out / CHECKPOINT_DIR / "shaper.pt").is_file():
-        raise ValueError(f"--resume: {out} holds no shaping checkpoint to resume from")
+        raise InputError(f"--resume: {out} holds no shaping checkpoint to resume from")
     ensure_writable_dir(out)
     dev = resolve_device(device)
     torch.manual_seed(cfg.seed)

@@ -23,6 +23,7 @@ from structgs.render.tiles import DEFAULT_CHUNK_BUDGET, build_plan
 from structgs.scene.cameras import Camera
 from structgs.scene.gaussians import Gaussians
 from structgs.utils.checks import check_shape
+from structgs.utils.errors import InputError
 
 Backend = Literal["auto", "torch", "gsplat"]
 
@@ -50,7 +51,7 @@ def resolve_backend(backend: Backend, device: torch.device) -> str:
     if backend == "auto":
         return "gsplat" if device.type == "cuda" and gsplat_available() else "torch"
     if backend not in ("torch", "gsplat"):
-        raise ValueError(f"unknown render backend '{backend}' (auto, torch or gsplat)")
+        raise InputError(f"unknown render backend '{backend}' (auto, torch or gsplat)")
     return backend
 
 
@@ -61,7 +62,7 @@ def _check_inputs(means, quats, scales, opacities, colors):
     check_shape(scales, (n, 3), "scales")
     check_shape(opacities, (n,), "opacities")
     if colors.ndim != 2 or colors.shape[0] != n:
-        raise ValueError(f"colors: expected shape ({n}, C), got {tuple(colors.shape)}")
+        raise InputError(f"colors: expected shape ({n}, C), got {tuple(colors.shape)}")
 
 
 def rasterize(means: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor, opacities: torch.Tensor,
@@ -85,7 +86,7 @@ def rasterize(means: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor, op
     cam = camera.to(means.device, means.dtype)
     c = colors.shape[1]
     if background is not None and background.numel() != c:
-        raise ValueError(f"background: expected {c} values (one per colour channel), got {background.numel()}")
+        raise InputError(f"background: expected {c} values (one per colour channel), got {background.numel()}")
     use = resolve_backend(backend, means.device)
     if use == "gsplat":
         feats, alpha, radii, means2d = rasterize_gsplat(means, quats, scales, opacities, colors, cam.world_to_camera,
@@ -119,7 +120,7 @@ def contributions(means: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor
         if pixel_weights.ndim == 2:
             pixel_weights = pixel_weights[..., None]
         if tuple(pixel_weights.shape[:2]) != (cam.height, cam.width):
-            raise ValueError(f"pixel_weights: expected shape ({cam.height}, {cam.width}[, K]) for view "
+            raise InputError(f"pixel_weights: expected shape ({cam.height}, {cam.width}[, K]) for view "
                              f"{cam.name}, got {tuple(pixel_weights.shape)}")
     with torch.no_grad():
         proj = project(means, quats, scales, cam.world_to_camera, cam.K, cam.width, cam.height, near, far, eps2d)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from structgs.utils.errors import InputError, MissingDependencyError
+
 
 def gsplat_available() -> bool:
     if not torch.cuda.is_available():
@@ -21,11 +23,11 @@ def rasterize_gsplat(means, quats, scales, opacities, features, world_to_camera,
     try:
         from gsplat import rasterization
     except ImportError as e:
-        raise ImportError("backend='gsplat' needs gsplat: pip install 'structgs[cuda]'") from e
+        raise MissingDependencyError("backend='gsplat' needs gsplat: pip install 'structgs[cuda]'") from e
     if abs(alpha_clamp - 0.999) > 1e-12:
-        raise ValueError(f"the gsplat backend clamps alpha at 0.999; got alpha_clamp={alpha_clamp} (use backend='torch')")
+        raise InputError(f"the gsplat backend clamps alpha at 0.999; got alpha_clamp={alpha_clamp} (use backend='torch')")
     if means.device.type != "cuda":
-        raise ValueError(f"the gsplat backend needs CUDA tensors, got {means.device}")
+        raise InputError(f"the gsplat backend needs CUDA tensors, got {means.device}")
     renders, alphas, meta = rasterization(
         means=means, quats=quats, scales=scales, opacities=opacities, colors=features,
         viewmats=world_to_camera[None], Ks=K[None], width=width, height=height, near_plane=near,

@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 import torch
 
 from structgs.utils.checks import check_shape
+from structgs.utils.errors import InputError
 
 
 @dataclass
@@ -31,7 +32,7 @@ class Camera:
         check_shape(self.world_to_camera, (4, 4), f"camera {self.name}: world_to_camera")
         check_shape(self.K, (3, 3), f"camera {self.name}: K")
         if self.width <= 0 or self.height <= 0:
-            raise ValueError(f"camera {self.name}: invalid size {self.width}x{self.height}")
+            raise InputError(f"camera {self.name}: invalid size {self.width}x{self.height}")
 
     @property
     def camera_to_world(self) -> torch.Tensor:
@@ -53,7 +54,7 @@ class Camera:
     def scaled(self, factor: float) -> Camera:
         """The camera for an image downscaled by ``factor`` (>= 1)."""
         if factor <= 0:
-            raise ValueError(f"downscale factor must be > 0, got {factor}")
+            raise InputError(f"downscale factor must be > 0, got {factor}")
         w, h = int(round(self.width / factor)), int(round(self.height / factor))
         K = self.K.clone()
         K[0] *= w / self.width

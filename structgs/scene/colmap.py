@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from structgs.utils.errors import InputError, MissingFileError
+
 # model id -> (name, number of params)
 CAMERA_MODELS = {0: ("SIMPLE_PINHOLE", 3), 1: ("PINHOLE", 4), 2: ("SIMPLE_RADIAL", 4), 3: ("RADIAL", 5),
                  4: ("OPENCV", 8), 5: ("OPENCV_FISHEYE", 8), 6: ("FULL_OPENCV", 12), 7: ("FOV", 5),
@@ -32,7 +34,7 @@ class ColmapCamera:
             return p[0], p[1], p[2], p[3]
         if self.model in ("SIMPLE_RADIAL", "RADIAL", "OPENCV") and np.allclose(p[3 if self.model != "OPENCV" else 4:], 0):
             return (p[0], p[0], p[1], p[2]) if self.model != "OPENCV" else (p[0], p[1], p[2], p[3])
-        raise ValueError(f"{source}: camera {self.id} uses the {self.model} model with distortion; "
+        raise InputError(f"{source}: camera {self.id} uses the {self.model} model with distortion; "
                          "3DGS needs undistorted images: run `colmap image_undistorter` first")
 
 
@@ -69,7 +71,7 @@ def read_cameras_binary(path: Path) -> dict[int, ColmapCamera]:
         for _ in range(n):
             cid, model_id, w, h = _read(fh, "iiQQ")
             if model_id not in CAMERA_MODELS:
-                raise ValueError(f"{path}: unknown camera model id {model_id}")
+                raise InputError(f"{path}: unknown camera model id {model_id}")
             name, npar = CAMERA_MODELS[model_id]
             cams[cid] = ColmapCamera(cid, name, int(w), int(h), np.array(_read(fh, "d" * npar)))
     return cams
@@ -118,7 +120,7 @@ def read_cameras_text(path: Path) -> dict[int, ColmapCamera]:
         el = line.split()
         cid, model, w, h = int(el[0]), el[1], int(el[2]), int(el[3])
         if model not in MODEL_NPARAMS:
-            raise ValueError(f"{path}: unknown camera model {model}")
+            raise InputError(f"{path}: unknown camera model {model}")
         cams[cid] = ColmapCamera(cid, model, w, h, np.array([float(x) for x in el[4:]]))
     return cams
 
@@ -154,8 +156,8 @@ def read_model(sparse_dir: Path) -> tuple[dict[int, ColmapCamera], dict[int, Col
         if (sparse_dir / "cameras.txt").is_file():
             return read_cameras_text(sparse_dir / "cameras.txt"), read_images_text(sparse_dir / "images.txt")
     except (EOFError, struct.error, IndexError, ValueError) as e:
-        raise ValueError(f"{sparse_dir}: corrupt COLMAP model ({e})") from e
-    raise FileNotFoundError(f"{sparse_dir}: no cameras.bin or cameras.txt")
+        raise InputError(f"{sparse_dir}: corrupt COLMAP model ({e})") from e
+    raise MissingFileError(f"{sparse_dir}: no cameras.bin or cameras.txt")
 
 
 def read_points(sparse_dir: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -163,4 +165,4 @@ def read_points(sparse_dir: Path) -> tuple[np.ndarray, np.ndarray]:
         return read_points3d_binary(sparse_dir / "points3D.bin")
     if (sparse_dir / "points3D.txt").is_file():
         return read_points3d_text(sparse_dir / "points3D.txt")
-    raise FileNotFoundError(f"{sparse_dir}: no points3D.bin or points3D.txt")
+    raise MissingFileError(f"{sparse_dir}: no points3D.bin or points3D.txt")

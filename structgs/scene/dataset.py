@@ -20,6 +20,7 @@ from structgs.scene.cameras import Camera, intrinsics, opengl_to_opencv_c2w
 from structgs.scene.colmap import qvec_to_rotmat, read_model, read_points
 from structgs.scene.images import find_image, load_id_mask, load_rgb
 from structgs.utils.log import get_logger
+from structgs.utils.errors import InputError, MissingFileError
 
 log = get_logger("dataset")
 
@@ -50,7 +51,7 @@ class SceneDataset:
 
     def split(self, name: str) -> list[Camera]:
         if name not in self.cameras:
-            raise ValueError(f"{self.root}: unknown split '{name}'; this dataset has {sorted(self.cameras)}")
+            raise InputError(f"{self.root}: unknown split '{name}'; this dataset has {sorted(self.cameras)}")
         return self.cameras[name]
 
     @property
@@ -63,7 +64,7 @@ class SceneDataset:
                 return c
         names = [c.name for c in self.all_cameras]
         hint = ", ".join(names[:6]) + (", ..." if len(names) > 6 else "")
-        raise ValueError(f"{self.root}: unknown view '{view}' (views are named like: {hint})")
+        raise InputError(f"{self.root}: unknown view '{view}' (views are named like: {hint})")
 
     def image(self, camera: Camera) -> torch.Tensor:
         """(H, W, 3) float32 image of ``camera``, resized to the camera's size."""
@@ -75,7 +76,7 @@ class SceneDataset:
     def mask_path(self, camera: Camera, masks_dir: Path | None = None) -> Path:
         d = masks_dir or self.masks_dir
         if d is None:
-            raise ValueError("no masks directory given")
+            raise InputError("no masks directory given")
         return Path(d) / f"{camera.name}.png"
 
     def mask(self, camera: Camera, masks_dir: Path | None = None) -> torch.Tensor:
@@ -95,7 +96,7 @@ def detect_format(root: Path) -> str:
         return "blender"
     if (root / "sparse" / "0").is_dir() or (root / "sparse").is_dir():
         return "colmap"
-    raise FileNotFoundError(f"{root}: neither a Blender dataset (transforms_*.json) nor a COLMAP one (sparse/0)")
+    raise MissingFileError(f"{root}: neither a Blender dataset (transforms_*.json) nor a COLMAP one (sparse/0)")
 
 
 def load_dataset(root: str | Path, format: Format = "auto", downscale: float = 1.0,
@@ -104,7 +105,7 @@ def load_dataset(root: str | Path, format: Format = "auto", downscale: float = 1
     """Load a dataset's cameras. ``format="auto"`` detects it and logs what it found."""
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"{root}: dataset directory does not exist")
+        raise MissingFileError(f"{root}: dataset directory does not exist")
     if format == "auto":
         format = detect_format(root)  # type: ignore[assignment]
         log.info("%s: detected a %s dataset", root, format)
@@ -113,11 +114,11 @@ def load_dataset(root: str | Path, format: Format = "auto", downscale: float = 1
     elif format == "colmap":
         ds = _load_colmap(root, downscale, background, test_every)
     else:
-        raise ValueError(f"unknown dataset format '{format}' (blender, colmap or auto)")
+        raise InputError(f"unknown dataset format '{format}' (blender, colmap or auto)")
     if masks_dir is not None:
         masks_dir = Path(masks_dir)
         if not masks_dir.is_dir():
-            raise FileNotFoundError(f"{masks_dir}: masks directory does not exist")
+            raise MissingFileError(f"{masks_dir}: masks directory does not exist")
         ds.masks_dir = masks_dir
     return ds
 
@@ -133,14 +134,14 @@ def _load_blender(root: Path, downscale: float, background) -> SceneDataset:
             meta = json.loads(f.read_text())
             frames = meta["frames"]
         except (json.JSONDecodeError, KeyError) as e:
-            raise ValueError(f"{f}: not a valid transforms file ({e})") from e
+            raise InputError(f"{f}: not a valid transforms file ({e})") from e
         cams, first = [], None
         for i, fr in enumerate(frames):
             try:
                 rel = fr["file_path"]
                 c2w_gl = torch.tensor(fr["transform_matrix"], dtype=torch.float64)
             except KeyError as e:
-                raise ValueError(f"{f}: frame {i} lacks {e}") from e
+                raise InputError(f"{f}: frame {i} lacks {e}") from e
             name = str(Path(rel).with_suffix("")) if Path(rel).suffix in (".png", ".jpg", ".jpeg") else str(Path(rel))
             name = name[2:] if name.startswith("./") else name
             img_path = find_image(root / name)
@@ -149,7 +150,7 @@ def _load_blender(root: Path, downscale: float, background) -> SceneDataset:
             if "w" not in fr:  # one camera model for the split: every image the same size
                 first = first or (name, w, h)
                 if (w, h) != first[1:]:
-                    raise ValueError(f"{img_path}: image is {w}x{h} but {first[0]}'s is {first[1]}x{first[2]}; "
+                    raise InputError(f"{img_path}: image is {w}x{h} but {first[0]}'s is {first[1]}x{first[2]}; "
                                      f"{f.name} has one camera model (give per-frame w/h if the sizes really differ)")
             fx, fy, cx, cy = _blender_intrinsics(meta, fr, w, h, f)
             w2c = torch.linalg.inv(opengl_to_opencv_c2w(c2w_gl)).float()
@@ -158,7 +159,7 @@ def _load_blender(root: Path, downscale: float, background) -> SceneDataset:
             paths[name] = img_path
         cameras[split] = cams
     if not cameras:
-        raise FileNotFoundError(f"{root}: no transforms_{{train,test,val}}.json")
+        raise MissingFileError(f"{root}: no transforms_{{train,test,val}}.json")
     return SceneDataset(root, "blender", cameras, paths, background)
 
 
@@ -171,7 +172,7 @@ def _check_image_size(path: Path, size: tuple[int, int], source: str | None) -> 
 
     with Image.open(path) as im:
         if im.size != tuple(size):
-            raise ValueError(f"{path}: image is {im.size[0]}x{im.size[1]} but {source} says {size[0]}x{size[1]}; "
+            raise InputError(f"{path}: image is {im.size[0]}x{im.size[1]} but {source} says {size[0]}x{size[1]}; "
                              "its intrinsics would be wrong (resize the image or fix the camera)")
 
 
@@ -194,7 +195,7 @@ def _blender_intrinsics(meta: dict, fr: dict, w: int, h: int, f: Path) -> tuple[
         fx = 0.5 * w / math.tan(0.5 * float(get("camera_angle_x")))
         fy = 0.5 * h / math.tan(0.5 * float(get("camera_angle_y"))) if get("camera_angle_y") is not None else fx
     else:
-        raise ValueError(f"{f}: needs camera_angle_x or fl_x/fl_y")
+        raise InputError(f"{f}: needs camera_angle_x or fl_x/fl_y")
     cx = float(get("cx")) if get("cx") is not None else w / 2
     cy = float(get("cy")) if get("cy") is not None else h / 2
     return fx, fy, cx, cy
@@ -211,7 +212,7 @@ def _load_colmap(root: Path, downscale: float, background, test_every: int) -> S
     for img in sorted(imgs.values(), key=lambda im: im.name):
         cam = cams.get(img.camera_id)
         if cam is None:
-            raise ValueError(f"{sparse}: image {img.name} refers to missing camera {img.camera_id}")
+            raise InputError(f"{sparse}: image {img.name} refers to missing camera {img.camera_id}")
         fx, fy, cx, cy = cam.pinhole(sparse)
         w2c = torch.eye(4)
         w2c[:3, :3] = torch.from_numpy(qvec_to_rotmat(img.qvec)).float()
@@ -219,7 +220,7 @@ def _load_colmap(root: Path, downscale: float, background, test_every: int) -> S
         name = str(Path(img.name).with_suffix(""))
         path = images_root / img.name
         if not path.is_file():
-            raise FileNotFoundError(f"{path}: image listed in {sparse} is missing")
+            raise MissingFileError(f"{path}: image listed in {sparse} is missing")
         _check_image_size(path, (cam.width, cam.height), f"camera {img.camera_id} in {sparse}")
         c = Camera(name, w2c, intrinsics(fx, fy, cx, cy), cam.width, cam.height)
         cameras.append(c.scaled(downscale) if downscale != 1 else c)
@@ -241,14 +242,14 @@ def load_init_points(path: str | Path) -> tuple[torch.Tensor, torch.Tensor | Non
     try:
         v = PlyData.read(str(path))["vertex"].data
     except Exception as e:
-        raise ValueError(f"{path}: cannot read a point cloud PLY ({e})") from e
+        raise InputError(f"{path}: cannot read a point cloud PLY ({e})") from e
     names = v.dtype.names
     if not {"x", "y", "z"} <= set(names):
-        raise ValueError(f"{path}: point cloud has no x/y/z fields")
+        raise InputError(f"{path}: point cloud has no x/y/z fields")
     xyz = torch.from_numpy(np.stack([v["x"], v["y"], v["z"]], 1).astype(np.float32))
     rgb = None
     if {"red", "green", "blue"} <= set(names):
         rgb = torch.from_numpy(np.stack([v["red"], v["green"], v["blue"]], 1).astype(np.float32) / 255.0)
     if not torch.isfinite(xyz).all():
-        raise ValueError(f"{path}: point cloud has NaN/inf coordinates")
+        raise InputError(f"{path}: point cloud has NaN/inf coordinates")
     return xyz, rgb

@@ -7,6 +7,7 @@ from dataclasses import dataclass, fields, replace
 import torch
 
 from structgs.utils.checks import check_shape
+from structgs.utils.errors import InputError
 
 SH_C0 = 0.28209479177387814  # Y_0^0, so that rgb = SH_C0 * f_dc + 0.5
 
@@ -14,7 +15,7 @@ SH_C0 = 0.28209479177387814  # Y_0^0, so that rgb = SH_C0 * f_dc + 0.5
 def num_sh_bases(degree: int) -> int:
     """Number of SH coefficients per colour channel for ``degree`` (0..3)."""
     if degree not in (0, 1, 2, 3):
-        raise ValueError(f"SH degree must be 0..3, got {degree}")
+        raise InputError(f"SH degree must be 0..3, got {degree}")
     return (degree + 1) ** 2
 
 
@@ -22,7 +23,7 @@ def sh_degree_from_bases(k: int) -> int:
     for d in range(4):
         if (d + 1) ** 2 == k:
             return d
-    raise ValueError(f"{k} SH coefficients per channel is not (degree+1)^2 for degree 0..3")
+    raise InputError(f"{k} SH coefficients per channel is not (degree+1)^2 for degree 0..3")
 
 
 def rgb_to_sh_dc(rgb: torch.Tensor) -> torch.Tensor:
@@ -60,7 +61,7 @@ class Gaussians:
         check_shape(self.log_scales, (n, 3), "log_scales")
         check_shape(self.opacity_logits, (n,), "opacity_logits")
         if self.sh.ndim != 3 or self.sh.shape[0] != n or self.sh.shape[2] != 3:
-            raise ValueError(f"sh: expected shape ({n}, K, 3), got {tuple(self.sh.shape)}")
+            raise InputError(f"sh: expected shape ({n}, K, 3), got {tuple(self.sh.shape)}")
         sh_degree_from_bases(self.sh.shape[1])
         if self.normals is not None:
             check_shape(self.normals, (n, 3), "normals")
@@ -126,7 +127,7 @@ class Gaussians:
             bad = ~torch.isfinite(t)
             if bad.any():
                 rows = bad.reshape(len(self), -1).any(dim=1).nonzero().flatten()
-                raise ValueError(
+                raise InputError(
                     f"{source}: field '{f.name}' has {int(bad.sum())} non-finite values "
                     f"(NaN/inf) in {rows.numel()} Gaussians, first at index {int(rows[0])}"
                 )
@@ -134,7 +135,7 @@ class Gaussians:
     @staticmethod
     def cat(parts: list[Gaussians]) -> Gaussians:
         if not parts:
-            raise ValueError("Gaussians.cat needs at least one part")
+            raise InputError("Gaussians.cat needs at least one part")
         has_normals = all(p.normals is not None for p in parts)
         return Gaussians(
             means=torch.cat([p.means for p in parts]),

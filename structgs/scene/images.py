@@ -8,6 +8,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from structgs.utils.errors import InputError, MissingFileError
+
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".PNG", ".JPG", ".JPEG")
 
 
@@ -19,7 +21,7 @@ def find_image(stem: Path) -> Path:
         p = stem.with_name(stem.name + ext)
         if p.is_file():
             return p
-    raise FileNotFoundError(f"{stem}: no image file with extension {IMAGE_EXTS}")
+    raise MissingFileError(f"{stem}: no image file with extension {IMAGE_EXTS}")
 
 
 def load_rgb(path: Path, background: tuple[float, float, float] | None, size: tuple[int, int] | None = None) -> torch.Tensor:
@@ -31,13 +33,13 @@ def load_rgb(path: Path, background: tuple[float, float, float] | None, size: tu
         img = Image.open(path)
         img.load()
     except Exception as e:
-        raise ValueError(f"{path}: cannot read image ({e})") from e
+        raise InputError(f"{path}: cannot read image ({e})") from e
     if size is not None and img.size != size:
         img = img.resize(size, Image.Resampling.BOX)
     if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
         arr = np.asarray(img.convert("RGBA"), dtype=np.float32) / 255.0
         if background is None:
-            raise ValueError(f"{path}: image has an alpha channel; choose a background colour")
+            raise InputError(f"{path}: image has an alpha channel; choose a background colour")
         rgb = arr[..., :3] * arr[..., 3:] + np.asarray(background, np.float32) * (1.0 - arr[..., 3:])
     else:
         rgb = np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
@@ -50,16 +52,16 @@ def load_id_mask(path: Path, expected_size: tuple[int, int] | None = None) -> to
     ``expected_size``: (width, height) the mask must have.
     """
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: mask file missing")
+        raise MissingFileError(f"{path}: mask file missing")
     try:
         img = Image.open(path)
         img.load()
     except Exception as e:
-        raise ValueError(f"{path}: cannot read mask ({e})") from e
+        raise InputError(f"{path}: cannot read mask ({e})") from e
     if img.mode not in ("L", "I", "I;16", "I;16B", "I;16L", "P", "1"):
-        raise ValueError(f"{path}: id masks must be single-channel 8/16-bit PNGs, got mode {img.mode}")
+        raise InputError(f"{path}: id masks must be single-channel 8/16-bit PNGs, got mode {img.mode}")
     if expected_size is not None and img.size != tuple(expected_size):
-        raise ValueError(f"{path}: mask is {img.size[0]}x{img.size[1]} but the image is "
+        raise InputError(f"{path}: mask is {img.size[0]}x{img.size[1]} but the image is "
                          f"{expected_size[0]}x{expected_size[1]}")
     arr = np.asarray(img).astype(np.int64)
     return torch.from_numpy(arr)
@@ -69,7 +71,7 @@ def save_id_mask(mask: torch.Tensor | np.ndarray, path: Path) -> None:
     """Write ids as an 8-bit PNG if they fit, else 16-bit."""
     arr = np.asarray(mask.cpu() if isinstance(mask, torch.Tensor) else mask).astype(np.int64)
     if arr.min() < 0 or arr.max() > 65535:
-        raise ValueError(f"{path}: mask ids must be in [0, 65535], got [{arr.min()}, {arr.max()}]")
+        raise InputError(f"{path}: mask ids must be in [0, 65535], got [{arr.min()}, {arr.max()}]")
     path.parent.mkdir(parents=True, exist_ok=True)
     if arr.max() < 256:
         Image.fromarray(arr.astype(np.uint8), mode="L").save(path)

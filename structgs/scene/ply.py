@@ -15,6 +15,7 @@ from plyfile import PlyData, PlyElement
 from structgs.scene.gaussians import Gaussians
 from structgs.utils.io import atomic_write
 from structgs.utils.log import get_logger
+from structgs.utils.errors import MissingFileError
 
 log = get_logger("ply")
 
@@ -34,7 +35,7 @@ def read_ply(path: str | Path) -> Gaussians:
     """Read an INRIA-format 3DGS PLY into a :class:`Gaussians` (float32, CPU)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such PLY file")
+        raise MissingFileError(f"{path}: no such PLY file")
     with open(path, "rb") as fh:
         magic = fh.read(4)
     if magic != b"ply\n" and magic[:3] != b"ply":

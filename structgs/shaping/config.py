@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from structgs.utils.errors import InputError
+
 
 @dataclass
 class ShapeConfig:
@@ -149,28 +151,28 @@ class ShapeConfig:
                   "sampling": ("uniform", "fps"), "recon": ("attributes", "photometric")}
         for name, allowed in checks.items():
             if getattr(self, name) not in allowed:
-                raise ValueError(f"shape: {name} must be one of {allowed}, got {getattr(self, name)!r}")
+                raise InputError(f"shape: {name} must be one of {allowed}, got {getattr(self, name)!r}")
         if self.side_norm < 0:
-            raise ValueError(f"shape: side_norm must be >= 0, got {self.side_norm}")
+            raise InputError(f"shape: side_norm must be >= 0, got {self.side_norm}")
         if self.side_width < 0:
-            raise ValueError(f"shape: side_width must be >= 0, got {self.side_width}")
+            raise InputError(f"shape: side_width must be >= 0, got {self.side_width}")
         if not 0 < self.touch_fraction <= 1:
-            raise ValueError(f"shape: touch_fraction must be in (0, 1], got {self.touch_fraction}")
+            raise InputError(f"shape: touch_fraction must be in (0, 1], got {self.touch_fraction}")
         if self.tau is not None and self.tau <= 0:
-            raise ValueError(f"shape: tau must be > 0, got {self.tau}")
+            raise InputError(f"shape: tau must be > 0, got {self.tau}")
         for name in ("pixels", "pixel_margin", "pixel_weight"):
             if getattr(self, name) < 0:
-                raise ValueError(f"shape: {name} must be >= 0, got {getattr(self, name)}")
+                raise InputError(f"shape: {name} must be >= 0, got {getattr(self, name)}")
         if not 0 <= self.min_support <= 1:
-            raise ValueError(f"shape: min_support must be in [0, 1], got {self.min_support}")
+            raise InputError(f"shape: min_support must be in [0, 1], got {self.min_support}")
         for name in ("min_views", "per_view_min_views"):
             if getattr(self, name) < 1:
-                raise ValueError(f"shape: {name} must be >= 1, got {getattr(self, name)}")
+                raise InputError(f"shape: {name} must be >= 1, got {getattr(self, name)}")
         if self.association == "none" and not self.view_gaussians and not (self.pixels > 0 and self.pixel_weight > 0):
-            raise ValueError("shape: the tracker-free mode needs view_gaussians or a pixel term (pixels > 0 and "
+            raise InputError("shape: the tracker-free mode needs view_gaussians or a pixel term (pixels > 0 and "
                              "pixel_weight > 0); with neither there is no InfoNCE term")
         if self.association == "none" and self.objective == "jacobian":
-            raise ValueError("shape: the tracker-free mode (association none) shapes activations only; the "
+            raise InputError("shape: the tracker-free mode (association none) shapes activations only; the "
                              "JacobiGS baseline (objective jacobian) needs association tracked or overlap")
 
     @property

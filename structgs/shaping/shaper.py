@@ -35,6 +35,7 @@ from structgs.shaping.sampling import sample_pool
 from structgs.training.losses import photometric_loss, quaternion_distance
 from structgs.utils.io import replace_dir_atomically
 from structgs.utils.log import get_logger
+from structgs.utils.errors import InputError
 
 log = get_logger("shaping")
 CHECKPOINT_DIR = "checkpoint"
@@ -66,7 +67,7 @@ class Shaper:
         self.branches = list(self.cfg.branches) or list(model.decoder.branches.keys())
         missing = [b for b in self.branches if b not in model.decoder.branches]
         if missing:
-            raise ValueError(f"shape: the decoder has no branches {missing} (it has {list(model.decoder.branches)})")
+            raise InputError(f"shape: the decoder has no branches {missing} (it has {list(model.decoder.branches)})")
         self.cams = dataset.split("train")
         self.bg = torch.tensor(dataset.background, dtype=torch.float32, device=self.device)
         self.teacher = copy.deepcopy(model).eval().requires_grad_(False)
@@ -139,7 +140,7 @@ class Shaper:
                 acc = [matched_accuracy(v, gt) * int((v >= 0).sum()) for v in view_labels]
                 self.lift_info["accuracy_per_view"] = sum(acc) / max(int(labelled.sum()), 1)
         if self.lift_info.get("coverage", 1.0) == 0:
-            raise ValueError(f"{self.masks_dir}: the masks label no Gaussian (every mask pixel has the ignore id "
+            raise InputError(f"{self.masks_dir}: the masks label no Gaussian (every mask pixel has the ignore id "
                              f"{cfg.ignore_id}, or lies where no Gaussian contributes)")
         self.pool = sample_pool(self.model.centroids.detach(), cfg.touch_fraction, cfg.sampling, self.gen).to(self.device)
         if cfg.association == "none" and cfg.view_gaussians:

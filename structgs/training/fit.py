@@ -24,6 +24,7 @@ from structgs.training.strategy import DensifyPrune
 from structgs.utils.device import resolve_device
 from structgs.utils.io import ensure_writable_dir, finish_dir_replacement, replace_dir_atomically, write_json
 from structgs.utils.log import get_logger
+from structgs.utils.errors import InputError
 
 log = get_logger("fit")
 CHECKPOINT_DIR = "checkpoint"
@@ -64,7 +65,7 @@ class Fitter:
                  init: str | Path | None = None, config: FitConfig | None = None, device: str = "auto",
                  progress: bool = True):
         if (ply is None) == (init is None):
-            raise ValueError("give exactly one of --ply (a pre-trained 3DGS) or --init (points.ply, a COLMAP "
+            raise InputError("give exactly one of --ply (a pre-trained 3DGS) or --init (points.ply, a COLMAP "
                              "sparse dir, or 'random')")
         self.cfg = config or FitConfig()
         self.out, self.data = Path(out), Path(data)
@@ -73,9 +74,9 @@ class Fitter:
         self.device = resolve_device(device)
         self.progress = progress
         if self.ply is not None and self.out.resolve() == self.ply.resolve():
-            raise ValueError(f"--out {self.out} is the input PLY; choose a run directory")
+            raise InputError(f"--out {self.out} is the input PLY; choose a run directory")
         if self.out.resolve() == self.data.resolve():
-            raise ValueError(f"--out {self.out} is the dataset directory; choose another run directory")
+            raise InputError(f"--out {self.out} is the dataset directory; choose another run directory")
         self.ds: SceneDataset = load_dataset(self.data, background=self.cfg.background, downscale=self.cfg.downscale)
         self.train_cams = self.ds.split("train")
         self.bg = torch.tensor(self.cfg.background, dtype=torch.float32, device=self.device)
@@ -100,7 +101,7 @@ class Fitter:
             return _targets_from_points(pts, None)
         pts, rgb = load_init_points(self.init)
         if len(pts) < 4:
-            raise ValueError(f"{self.init}: needs at least 4 points, got {len(pts)}")
+            raise InputError(f"{self.init}: needs at least 4 points, got {len(pts)}")
         return _targets_from_points(pts, rgb)
 
     def _build_model(self, g: Gaussians) -> SceneModel:
@@ -246,11 +247,11 @@ class Fitter:
             finish_dir_replacement(self.out / CHECKPOINT_DIR)
         has_run = (self.out / "config.json").is_file() or (self.out / CHECKPOINT_DIR).is_dir()
         if has_run and not resume:
-            raise ValueError(f"{self.out} already holds a run; pass --resume to continue it or choose another --out")
+            raise InputError(f"{self.out} already holds a run; pass --resume to continue it or choose another --out")
         ensure_writable_dir(self.out)
         self.targets = Targets(self._load_targets())
         if resume and not (self.out / CHECKPOINT_DIR / "trainer.pt").is_file():
-            raise ValueError(f"--resume: {self.out} holds no fit checkpoint to resume from")
+            raise InputError(f"--resume: {self.out} holds no fit checkpoint to resume from")
         if not (resume and self._restore()):
             self.model = self._build_model(self.targets.gaussians)
             self._make_optimizers()

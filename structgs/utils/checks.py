@@ -6,6 +6,8 @@ from collections.abc import Sequence
 
 import torch
 
+from structgs.utils.errors import InputError
+
 
 def check_shape(tensor: torch.Tensor, expected: Sequence[int | str | None], name: str) -> None:
     """Raise ``ValueError`` unless ``tensor.shape`` matches ``expected``.
@@ -21,12 +23,12 @@ def check_shape(tensor: torch.Tensor, expected: Sequence[int | str | None], name
     )
     if not ok:
         exp = "(" + ", ".join("*" if e is None else str(e) for e in expected) + ")"
-        raise ValueError(f"{name}: expected shape {exp}, got {shape}")
+        raise InputError(f"{name}: expected shape {exp}, got {shape}")
 
 
 def check_same_length(name_to_tensor: dict[str, torch.Tensor]) -> int:
     """Check that all tensors share their first dimension; return it."""
     lengths = {k: int(v.shape[0]) for k, v in name_to_tensor.items()}
     if len(set(lengths.values())) > 1:
-        raise ValueError(f"first dimensions differ: {lengths}")
+        raise InputError(f"first dimensions differ: {lengths}")
     return next(iter(lengths.values()))

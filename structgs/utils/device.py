@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from structgs.utils.errors import InputError
+
 
 def resolve_device(device: str = "auto") -> torch.device:
     """``auto`` -> cuda if available else cpu; ``cuda`` without CUDA is an error."""
@@ -11,5 +13,5 @@ def resolve_device(device: str = "auto") -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda was asked for but CUDA is not available on this machine")
+        raise InputError("--device cuda was asked for but CUDA is not available on this machine")
     return dev

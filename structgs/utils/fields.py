@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from structgs.utils.errors import InputError
+
 
 def _kind(default: Any) -> str:
     if isinstance(default, bool):
@@ -44,14 +46,14 @@ def check_fields(cls, values: dict[str, Any], where: str) -> None:
     """Raise ValueError naming ``where`` (e.g. "run/config.json: decoder") and the field when
     ``values`` has a field ``cls`` lacks or a value of another JSON type than the field's default."""
     if not isinstance(values, dict):
-        raise ValueError(f"{where} must be an object, got {type(values).__name__}")
+        raise InputError(f"{where} must be an object, got {type(values).__name__}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - set(fields))
     if unknown:
-        raise ValueError(f"{where} has unknown fields {unknown} (written by a newer structgs?)")
+        raise InputError(f"{where} has unknown fields {unknown} (written by a newer structgs?)")
     for name, value in values.items():
         f = fields[name]
         default = f.default if f.default is not dataclasses.MISSING else (
             f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
         if default is not None and not _fits(value, default):
-            raise ValueError(f"{where}.{name} must be {_kind(default)}, got {value!r}")
+            raise InputError(f"{where}.{name} must be {_kind(default)}, got {value!r}")

@@ -9,6 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from structgs.utils.errors import InputError
+
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     """Call ``write(tmp_path)`` then rename the temporary file onto ``path``."""
@@ -53,9 +55,9 @@ def ensure_writable_dir(path: str | Path, option: str = "--out") -> Path:
     path = Path(path)
     ancestor = next(p for p in [path, *path.parents] if p.exists() or p == Path(p.anchor) or str(p) == ".")
     if not ancestor.is_dir():
-        raise ValueError(f"{option} {path}: {ancestor} is a file, not a directory")
+        raise InputError(f"{option} {path}: {ancestor} is a file, not a directory")
     if not os.access(ancestor, os.W_OK | os.X_OK):
-        raise ValueError(f"{option} {path}: cannot write there ({ancestor} is not writable)")
+        raise InputError(f"{option} {path}: cannot write there ({ancestor} is not writable)")
     return path
 
 
@@ -64,7 +66,7 @@ def refuse_overwrite(out: Path, inputs: list[Path], what: str = "output") -> Non
     out_r = Path(out).resolve()
     for p in inputs:
         if p is not None and Path(p).resolve() == out_r:
-            raise ValueError(f"{what} {out} is also an input; choose another path")
+            raise InputError(f"{what} {out} is also an input; choose another path")
 
 
 def _staging(target: Path, kind: str) -> Path:

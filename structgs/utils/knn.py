@@ -5,18 +5,20 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from structgs.utils.errors import InputError, MissingDependencyError
+
 
 def _faiss():
     try:
         import faiss
     except ImportError as e:  # pragma: no cover - faiss is a core dependency
-        raise ImportError("structgs needs faiss for kNN: pip install faiss-cpu (or faiss-gpu)") from e
+        raise MissingDependencyError("structgs needs faiss for kNN: pip install faiss-cpu (or faiss-gpu)") from e
     return faiss
 
 
 def _as_f32(points: torch.Tensor, name: str, dim: int | None = 3) -> np.ndarray:
     if points.ndim != 2 or (dim is not None and points.shape[1] != dim):
-        raise ValueError(f"{name}: expected shape (N, {dim or 'D'}), got {tuple(points.shape)}")
+        raise InputError(f"{name}: expected shape (N, {dim or 'D'}), got {tuple(points.shape)}")
     return np.ascontiguousarray(points.detach().cpu().numpy().astype(np.float32))
 
 
