@@ -62,3 +62,20 @@ def test_no_module_imports_a_layer_above_it():
                 upward.append(f"{rel}:{line} ({own}) imports {module} ({target})")
     assert not unranked, unranked
     assert not upward, "\n".join(upward)
+
+
+def test_the_method_references_in_the_code_resolve():
+    """Every ``docs/method.md §N`` the code cites is a section of docs/method.md in the repository."""
+    import re
+
+    root = Path(structgs.__file__).parent
+    method = (root.parent / "docs" / "method.md").read_text()
+    sections = set(re.findall(r"^## §(\d+)", method, flags=re.M))
+    cited = {}
+    for path in root.rglob("*.py"):
+        for a, b in re.findall(r"docs/method\.md §(\d+)(?:-(\d+))?", path.read_text()):
+            for n in range(int(a), int(b or a) + 1):
+                cited.setdefault(str(n), []).append(path.name)
+    assert len(cited) >= 4 and sections >= {"1", "2", "3", "4", "5"}
+    assert not set(cited) - sections, {n: cited[n] for n in set(cited) - sections}
+    assert "METHOD.md" not in "".join(p.read_text() for p in root.rglob("*.py"))

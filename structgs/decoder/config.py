@@ -46,7 +46,7 @@ class DecoderConfig:
     perturb_layer: int = -1
     """Index of each branch's perturbable layer in its list of linear layers (hidden layers,
     then the output layer): -1 = the output layer (structgs's default), -2 = the last hidden
-    linear layer (METHOD.md's default). Its input is the shaped activation. Behind a hidden
+    linear layer (the shaping paper's default, docs/method.md §2). Its input is the shaped activation. Behind a hidden
     layer sits a ReLU, and an edit along delta_i a_i^T only moves the units that are active:
     on the test scene no active unit of an object had a negative opacity weight, so removal
     stalled at sigmoid(bias) = 0.49. Perturbing the output layer makes every edit linear in

@@ -1,4 +1,4 @@
-"""The attribute decoder F_theta(f_i, d_i): one branch MLP per attribute (METHOD.md §1).
+"""The attribute decoder F_theta(f_i, d_i): one branch MLP per attribute (docs/method.md §1).
 
 Output activations (Scaffold-GS style):
     color    sigmoid(out)                                 (N, 3) in [0, 1]

@@ -1,7 +1,7 @@
 """One editing API over a scene model: segment, remove, recolor, move; undo/redo/reset.
 
 ``method="shaped"``: segmentation by Jacobian cosine; edits are weight deltas on the
-perturbable layer of the opacity / color / motion branch (METHOD.md §4), solved so that the
+perturbable layer of the opacity / color / motion branch (docs/method.md §4), solved so that the
 selection reaches its target and re-linearised a few times.
 Other methods (``voting``, ``projection``, ``binary``) select Gaussians by masked-gradient
 voting and edit them directly (per-Gaussian overrides), so both are used the same way.

@@ -1,4 +1,4 @@
-"""Jacobian similarity without materialising Jacobians (METHOD.md §4).
+"""Jacobian similarity without materialising Jacobians (docs/method.md §4).
 
 For output channel c of a branch with perturbable weight W (z = W a + b):
     J_i = delta_i a_i^T,  Jbar_S = mean_{i in S} J_i = (1/|S|) delta_S^T a_S   (out x in)

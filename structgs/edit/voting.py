@@ -1,5 +1,5 @@
 """Training-free comparison mode: masked-gradient voting, its two baselines, and pruning
-(gradient-voting-segmentation.txt §III-IV; METHOD.md §5).
+(docs/method.md §5, after the voting paper [3] there).
 
 For view v with target mask M_v, the gradient of sum_p M_v(p) C(p) w.r.t. Gaussian i's SH-DC
 colour is proportional to sum_p M_v(p) w_i^v(p) (tested in tests/test_render.py), so votes

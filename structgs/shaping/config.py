@@ -9,7 +9,7 @@ from structgs.utils.errors import InputError
 
 @dataclass
 class ShapeConfig:
-    """How ``structgs shape`` fine-tunes a fitted decoder (METHOD.md §3)."""
+    """How ``structgs shape`` fine-tunes a fitted decoder (docs/method.md §3)."""
 
     association: str = "tracked"
     """Mask ids across views: ``tracked`` (consistent), ``overlap`` (per-view ids, associated

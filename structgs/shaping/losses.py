@@ -1,4 +1,4 @@
-"""Shaping losses (METHOD.md §3).
+"""Shaping losses (docs/method.md §3).
 
 InfoNCE (Eq. 8) on cosine similarities with temperature tau, supervised by labels: every
 pair of the same label is a positive, other labels are negatives (see supervised_infonce).

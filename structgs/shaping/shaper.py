@@ -1,5 +1,5 @@
 """Information shaping: fine-tune a fitted decoder so that Gaussians of one object get aligned
-activations (hence aligned Jacobians) and different objects orthogonal ones (METHOD.md §2-3).
+activations (hence aligned Jacobians) and different objects orthogonal ones (docs/method.md §2-3).
 
 Only the decoder is trained; centroids and latents stay as fitted. Each step touches a batch
 drawn from a fixed pool of ``touch_fraction * N`` Gaussians.
