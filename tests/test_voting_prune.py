@@ -91,3 +91,16 @@ def test_direct_edits_and_exact_undo(loaded):
         assert torch.equal(v, before[k]), k
     with pytest.raises(ValueError, match="nothing to undo"):
         ed.undo()
+    # several selections in one edit: each gets its own target (not the first one's)
+    a, b = labels == 2, labels == 3
+    ed.move([a, b], [[0.1, 0.0, 0.0], [0.0, 0.0, -0.2]])
+    ed.recolor([a, b], [[0.0, 1.0, 0.0], [1.0, 0.0, 1.0]])
+    with torch.no_grad():
+        s = model.decode()
+    assert torch.allclose(s.offsets[a], torch.tensor([0.1, 0.0, 0.0]).expand(int(a.sum()), 3))
+    assert torch.allclose(s.offsets[b], torch.tensor([0.0, 0.0, -0.2]).expand(int(b.sum()), 3))
+    assert torch.allclose(s.colors[b], torch.tensor([1.0, 0.0, 1.0]).expand(int(b.sum()), 3))
+    assert s.offsets[~(a | b)].abs().max() == 0
+    ed.reset()
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k

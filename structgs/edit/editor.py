@@ -105,7 +105,8 @@ class SceneEditor:
     def remove(self, selections) -> EditRecord:
         sels = _as_list(selections)
         if self.method != "shaped":
-            return self._direct("remove", sels, lambda m, s: m.override_opacity.__setitem__(s, 0.0), ["override_opacity"])
+            return self._direct("remove", sels, lambda m, s, k: m.override_opacity.__setitem__(s, 0.0),
+                                ["override_opacity"])
         return self._solve("remove", "opacity", sels, [[0.0]] * len(sels), channels=[0], iters=30, tol=0.005)
 
     def recolor(self, selections, rgb, view: torch.Tensor | None = None) -> EditRecord:
@@ -115,8 +116,8 @@ class SceneEditor:
         if ((targets < 0) | (targets > 1)).any():
             raise InputError(f"colours must be in [0, 1], got {targets.tolist()}")
         if self.method != "shaped":
-            def apply(m, s, t=targets):
-                m.override_color[s] = t[0].to(m.override_color)
+            def apply(m, s, k):  # selection k gets its own colour
+                m.override_color[s] = targets[k].to(m.override_color)
                 m.override_color_mask[s] = 1.0
             return self._direct("recolor", sels, apply, ["override_color", "override_color_mask"])
         return self._solve("recolor", "color", sels, targets.tolist(), channels=[0, 1, 2], iters=12, tol=0.01, view=view)
@@ -126,8 +127,8 @@ class SceneEditor:
         t = torch.as_tensor(translation, dtype=torch.float32)
         deltas = t.reshape(-1, 3).expand(len(sels), 3) if t.numel() == 3 else t.reshape(len(sels), 3)
         if self.method != "shaped":
-            def apply(m, s, d=deltas):
-                m.override_offset[s] += d[0].to(m.override_offset)
+            def apply(m, s, k):  # selection k moves by its own translation
+                m.override_offset[s] += deltas[k].to(m.override_offset)
             return self._direct("move", sels, apply, ["override_offset"])
         with torch.no_grad():
             cur = torch.stack([self.model.decode(index=torch.nonzero(s).flatten().to(self.model.device)).offsets.mean(0)
@@ -137,8 +138,8 @@ class SceneEditor:
     def _direct(self, kind, sels, apply, names) -> EditRecord:
         rec = self._begin(kind, names, method=self.method, selected=[int(s.sum()) for s in sels])
         with torch.no_grad():
-            for s in sels:
-                apply(self.model, s.to(self.model.device))
+            for k, s in enumerate(sels):
+                apply(self.model, s.to(self.model.device), k)
         return self._commit(rec)
 
     def _core(self, selection: torch.Tensor, branch: str, channel: int, view) -> torch.Tensor:

@@ -52,7 +52,6 @@ def shape_run(run: Path, masks: Path, out: Path, config: ShapeConfig | None = No
         raise InputError(f"--resume: {out} holds no shaping checkpoint to resume from")
     ensure_writable_dir(out)
     dev = resolve_device(device)
-    torch.manual_seed(cfg.seed)
     model = SceneModel.from_pretrained(run, dev)
     ds = run_dataset(model, data)
     for cam in ds.split("train"):  # fail early, naming the file, if a mask is missing or the wrong size

@@ -88,7 +88,9 @@ class Shaper:
                 probe = torch.randperm(model.num_gaussians, generator=self.gen)[:4096].to(self.device)
                 scales = {b: float(model.activations(b, probe).norm(dim=1).mean().clamp_min(1e-6))
                           for b in self.branches if b not in model.config.side_branches}
-            model.decoder.add_side_channels(self.branches, self.cfg.side_width, scales, self.cfg.side_norm)
+            with torch.random.fork_rng(devices=[]):  # seeded init; the caller's global RNG is left alone
+                torch.manual_seed(self.cfg.seed)
+                model.decoder.add_side_channels(self.branches, self.cfg.side_width, scales, self.cfg.side_norm)
             params = [p for b in self.branches for p in model.decoder.branches[b].side.parameters()]
         else:
             params = list(model.decoder.parameters())
@@ -377,7 +379,7 @@ class Shaper:
 
     # --- checkpoints --------------------------------------------------------------------
     def checkpoint(self) -> None:
-        state = {"step": self.step, "gen": self.gen.get_state(), "torch_rng": torch.get_rng_state(),
+        state = {"step": self.step, "gen": self.gen.get_state(),
                  "opt": self.opt.state_dict(), "labels": self.labels, "pool": self.pool, "pool_knn": self.pool_knn,
                  "touched": self.touched, "lift_info": self.lift_info, "teacher": self.teacher.state_dict(),
                  "view_labels": getattr(self, "view_labels", None),
@@ -403,6 +405,5 @@ class Shaper:
         if st.get("view_labels") is not None:
             self._set_view_labels(st["view_labels"])
         self.gen.set_state(st["gen"])
-        torch.set_rng_state(st["torch_rng"])
         log.info("resuming shaping at step %d", self.step)
         return True

@@ -105,7 +105,11 @@ class Fitter:
         return _targets_from_points(pts, rgb)
 
     def _build_model(self, g: Gaussians) -> SceneModel:
-        torch.manual_seed(self.cfg.seed)
+        with torch.random.fork_rng(devices=[]):  # seeded decoder init; the caller's global RNG is left alone
+            torch.manual_seed(self.cfg.seed)
+            return self._new_model(g)
+
+    def _new_model(self, g: Gaussians) -> SceneModel:
         dec = self.cfg.decoder
         ls = g.log_scales
         lo = float(torch.quantile(ls.flatten()[:1_000_000], 0.001)) - 1.0
@@ -148,7 +152,7 @@ class Fitter:
 
     # --- checkpoints --------------------------------------------------------------------
     def _checkpoint(self) -> None:
-        state = {"stage": self.stage, "step": self.step, "gen": self.gen.get_state(), "torch_rng": torch.get_rng_state(),
+        state = {"stage": self.stage, "step": self.step, "gen": self.gen.get_state(),
                  "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
                  "strategy": None if self.strategy is None else self.strategy.state_dict()}
 
@@ -169,9 +173,8 @@ class Fitter:
             o.load_state_dict(state["optimizers"][k])
         self.stage, self.step = state["stage"], state["step"]
         self.gen.set_state(state["gen"])
-        torch.set_rng_state(state["torch_rng"])
         if state.get("strategy") is not None:
-            self.strategy = DensifyPrune(self.cfg.densify, self.extent)
+            self.strategy = DensifyPrune(self.cfg.densify, self.extent, self.gen)
             self.strategy.load_state_dict(state["strategy"])
         log.info("resuming %s at %s step %d (%d Gaussians)", self.out, self.stage, self.step, self.model.num_gaussians)
         return True
@@ -216,7 +219,7 @@ class Fitter:
         opt = self.optimizers["stage2"]
         images = {c.name: self.ds.image(c).to(self.device) for c in self.train_cams}
         if self.init is not None and self.strategy is None:
-            self.strategy = DensifyPrune(cfg.densify, self.extent)
+            self.strategy = DensifyPrune(cfg.densify, self.extent, self.gen)
         bar = tqdm(range(self.step, cfg.stage2_iters), desc="fit stage 2 (photometric)", disable=not self.progress,
                    initial=self.step, total=cfg.stage2_iters)
         for self.step in bar:

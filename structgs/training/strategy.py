@@ -66,8 +66,9 @@ def reindex_gaussians(model: SceneModel, optimizers: list[torch.optim.Optimizer]
 class DensifyPrune:
     """3DGS-style adaptive density control on the decoded Gaussians."""
 
-    def __init__(self, config: DensifyConfig, scene_extent: float):
+    def __init__(self, config: DensifyConfig, scene_extent: float, generator: torch.Generator | None = None):
         self.config, self.extent = config, scene_extent
+        self.generator = generator  # where split Gaussians are placed (the fit's own, never the global RNG)
         self.grad_accum: torch.Tensor | None = None
         self.count: torch.Tensor | None = None
 
@@ -118,7 +119,8 @@ class DensifyPrune:
         big = s.scales[dup_idx].max(dim=-1).values > cfg.split_scale * self.extent
         # duplicates of large Gaussians are placed by sampling inside them (split); small ones are cloned
         jitter = torch.zeros(keep_idx.numel() + dup_idx.numel(), 3, device=model.device)
-        jitter[keep_idx.numel():][big] = torch.randn(int(big.sum()), 3, device=model.device) * s.scales[dup_idx][big]
+        noise = torch.randn(int(big.sum()), 3, generator=self.generator).to(model.device)
+        jitter[keep_idx.numel():][big] = noise * s.scales[dup_idx][big]
         reindex_gaussians(model, optimizers, torch.cat([keep_idx, dup_idx]), keep_idx.numel(), jitter)
         log.debug("densify: +%d (split %d), pruned %d -> %d Gaussians", dup_idx.numel(), int(big.sum()),
                   int((~keep).sum()), model.num_gaussians)
