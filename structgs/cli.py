@@ -189,6 +189,10 @@ def shape(
     min_views: Annotated[int, typer.Option(help="tracked / overlap: a Gaussian labelled by fewer views is "
                                                 "relabelled from its neighbours (objects the views rarely see "
                                                 "are held to fewer).")] = 4,
+    min_support: Annotated[float, typer.Option(help="--association none: drop a view's label of a Gaussian when the "
+                                                    "other views put it with that view's mask-mates less often than "
+                                                    "this (0: off; try 0 when masks merge touching objects in 20 % "
+                                                    "of the views or more).")] = 0.5,
     data: Annotated[Optional[Path], typer.Option(help="Dataset (default: the run's).")] = None,
     gt_labels: Annotated[Optional[Path], typer.Option(help="Ground-truth labels .npy for the report.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue a killed shaping run.")] = False,
@@ -203,7 +207,8 @@ def shape(
     cfg = ShapeConfig(association=association.value, objective=objective.value, iters=iters, lambda_mi=lambda_mi,
                       lambda_reg=lambda_reg, tau=tau, knn=knn, branches=tuple(branches or ()),
                       touch_fraction=touch_fraction, sampling=sampling, side_width=side_width, fill_knn=fill_knn,
-                      pixels=pixels, seed=seed, band=band, min_views=min_views)
+                      pixels=pixels, seed=seed, band=band, min_views=min_views,
+                      min_support=min_support)
     report = shape_run(run, masks, out, cfg, data=data, gt_labels=gt_labels, resume=resume, device=device.value)
     typer.echo(f"shaped {out}: touched {report['fraction_touched']:.1%} of Gaussians, test PSNR "
                f"{report['psnr_before']:.2f} -> {report['psnr_after']:.2f} dB, {report['seconds']:.0f} s")

@@ -9,6 +9,17 @@ torch.set_num_threads(2)
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
+# fixtures that generate, fit or shape a scene: a test that needs one is in the slow tier
+# (`pytest -m "not slow"` runs the fast tier for local work; CI runs everything)
+HEAVY_FIXTURES = {"small_scene_dir", "fitted_small_run", "tracked", "overlap_clean", "none_clean", "shuffled_masks",
+                  "noisy_masks", "tiny_weights"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if HEAVY_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:

@@ -19,13 +19,9 @@ MOVE_SPREAD = 0.15
 
 
 @pytest.fixture(scope="module")
-def shaped(fitted_small_run, small_scene_dir, tmp_path_factory):
-    from structgs.shaping.config import ShapeConfig
-    from structgs.pipeline.shape import shape_run
-
-    out = tmp_path_factory.mktemp("edit") / "shaped"
-    shape_run(fitted_small_run, small_scene_dir / "masks", out, ShapeConfig(iters=300, repair_iters=100, checkpoint_every=0),
-              device="cpu", progress=False)
+def shaped(tracked, small_scene_dir):
+    """The session's shaped run (conftest's ``tracked``: 300 steps on the ground-truth masks)."""
+    out = tracked[0]
     model = SceneModel.from_pretrained(out)
     ds = load_dataset(small_scene_dir, masks_dir=small_scene_dir / "masks")
     labels = torch.from_numpy(np.load(small_scene_dir / "labels.npy"))

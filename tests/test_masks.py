@@ -197,10 +197,10 @@ def test_shaping_lifts_associated_masks(small_scene_dir, fitted_small_run, shuff
     assert lift.coverage > 0.6 and matched_accuracy(lift.labels, truth) >= 0.95
 
 
-def test_segment_cli_text_and_click_with_weights(fitted_small_run, tiny_weights, tmp_path):
+def test_segment_cli_text_and_click_with_weights(tracked, tiny_weights, tmp_path):
     import numpy as np
 
-    base = [sys.executable, "-m", "structgs.cli", "segment", str(fitted_small_run), "--weights",
+    base = [sys.executable, "-m", "structgs.cli", "segment", str(tracked[0]), "--weights",
             str(tiny_weights["sam2"]), "--device", "cpu"]
     r = subprocess.run(base + ["--detector-weights", str(tiny_weights["gdino"]), "--text", "red apple", "--out",
                                str(tmp_path / "text.npy")], capture_output=True, text=True)
