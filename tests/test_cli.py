@@ -83,7 +83,9 @@ def test_segment_edit_prune_compare_cli(tracked, fitted_small_run, small_scene_d
     _run("render", tmp_path / "e2", "--split", "test", "--out", tmp_path / "r")
     assert len(list((tmp_path / "r" / "test").glob("*.png"))) == 4
     r = _run("prune", fitted_small_run, "--out", tmp_path / "pruned")
-    kept, dropped = (int(w.strip(",")) for w in r.stdout.split()[1:4:2])
+    import re
+
+    kept, dropped = (int(n) for n in re.search(r"kept (\d+), dropped (\d+)", r.stdout).groups())
     assert kept + dropped == 6000 and SceneModel.from_pretrained(tmp_path / "pruned").num_gaussians == kept
     r = _run("compare", shaped_run, "--masks", masks, "--split", "test", "--target", 2, "--json", tmp_path / "c.json")
     for method in ("shaped", "voting", "projection", "binary"):
