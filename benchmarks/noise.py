@@ -195,7 +195,7 @@ def plot(results: dict, path: Path) -> None:
                         else "voting (consensus-associated masks)")
                 ax.fill_between([p[0] for p in pts], [min(o["miou"] for o in p[1]["objects"].values()) for p in pts],
                                 [mean_miou(p[1]) for p in pts], alpha=0.12)
-        if "clean" in results:
+        if "none" in results.get("clean", {}):
             ax.axhline(mean_miou(results["clean"]["none"]), color="grey", lw=0.8, ls=":", label="shaped none, clean masks")
         ax.set_xlabel(xlabel)
         ax.grid(alpha=0.3)
