@@ -6,7 +6,6 @@ import torch
 
 from structgs.edit import EmptySelectionError, SceneEditor, from_ids, from_pixels
 from structgs.edit.voting import keep_gaussians, prunable, segment_by_voting
-from structgs.eval.metrics import iou
 from structgs.model import SceneModel
 from structgs.scene import load_dataset
 
