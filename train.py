@@ -1,12 +1,15 @@
 #!/usr/bin/env python
-"""The whole per-scene job from one command line: fit the decoder (then shape it when --masks is given).
+"""The whole per-scene job from one command line: fit the decoder, then shape it when --masks is given.
 
-    python train.py DATA --ply pretrained.ply --out RUN [--masks DIR]
+    python train.py DATA --ply pretrained.ply --out RUN [--masks DIR] [--shaped-out SHAPED]
 
-It is the same code as ``structgs fit`` (and ``structgs shape``); see ``python train.py --help``.
+The same as ``structgs train`` (every option of ``structgs fit``, plus --masks, --shaped-out,
+--association and --shape-iters); see ``python train.py --help``.
 """
 
-from structgs.cli_train import main
+import sys
+
+from structgs.cli import main
 
 if __name__ == "__main__":
-    main()
+    main(["train", *sys.argv[1:]])

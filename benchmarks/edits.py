@@ -33,7 +33,7 @@ def main() -> None:
     import numpy as np
     import torch
 
-    from structgs.edit import SceneEditor
+    from structgs.edit import WeightEditor
     from structgs.model import SceneModel
     from structgs.pipeline.demo import format_tables, segment_and_edit
     from structgs.scene.dataset import load_dataset
@@ -63,7 +63,7 @@ def main() -> None:
                      "shaping": {k: report[k] for k in ("seconds", "fraction_touched", "psnr_before", "psnr_after")},
                      "activation_cosine": {b: {k: e[k] for k in ("within_min", "between_max")}
                                            for b, e in report["activation_cosine"].items()}}
-    segment_and_edit(SceneEditor(model), ds, labels, sorted(int(k) for k in labels.unique() if k >= 2), summary)
+    segment_and_edit(WeightEditor(model), ds, labels, sorted(int(k) for k in labels.unique() if k >= 2), summary)
     write_json(args.workdir / f"edits-{tag}.json", summary)
     print(f"masks {args.masks}, association {association}: shaping {report['seconds']:.0f} s, cosine "
           + ", ".join(f"{b} {e['within_min']:.3f} / {e['between_max']:.3f}" for b, e in summary["activation_cosine"].items()))

@@ -25,6 +25,9 @@ def main() -> None:
     args = ap.parse_args()
     import torch
 
+    from structgs.model import SceneInfo
+    from structgs.pipeline.fit import starting_gaussians
+    from structgs.scene.dataset import load_dataset
     from structgs.training.config import FitConfig
     from structgs.training.fit import Fitter
 
@@ -32,22 +35,21 @@ def main() -> None:
     out = args.workdir / "bench_fit_run"
     shutil.rmtree(out, ignore_errors=True)
     cfg = FitConfig(stage1_iters=args.stage1_iters, stage2_iters=args.stage2_iters, checkpoint_every=0)
-    f = Fitter(scene, out, ply=scene / "gaussians.ply", config=cfg, device="cpu", progress=False)
-    from structgs.training.fit import Targets
-
-    f.targets = Targets(f._load_targets())
-    f.model = f._build_model(f.targets.gaussians)
-    f._make_optimizers()
+    ds = load_dataset(scene, background=cfg.background)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    targets = starting_gaussians(ds, scene / "gaussians.ply", None, 0, gen)
+    f = Fitter(ds, targets, cfg, from_points=False, generator=gen, progress=False)
+    f.initialise(SceneInfo(data=str(scene.resolve()), background=cfg.background), {})
     base = peak_rss_mb()
     t0 = time.perf_counter()
-    f._stage1()
+    f.train(stop_after="stage1")
     t1 = time.perf_counter()
     mem1 = peak_rss_mb()
-    f._stage2()
+    f.train()
     t2 = time.perf_counter()
     mem2 = peak_rss_mb()
     f.model.save_pretrained(out)  # reused by benchmarks/shape.py and query.py
-    rep = f.evaluate()
+    rep = f.evaluate(reference=targets)
     print(f"built-in scene: {f.model.num_gaussians} Gaussians, {len(f.train_cams)} training views of "
           f"{f.train_cams[0].width}x{f.train_cams[0].height}, {torch.get_num_threads()} threads")
     print(f"{'stage':<22} {'steps':>6} {'total s':>8} {'s/step':>8} {'peak RSS MB':>12}")

@@ -57,7 +57,7 @@ def score(model, ds, truth: Path, labels, selections: dict) -> dict:
 
 
 def shaped_level(fitted: Path, noisy: Path, out: Path, association: str, iters: int, ds, truth, labels, clicks):
-    from structgs.edit import SceneEditor, from_pixels
+    from structgs.edit import WeightEditor, from_pixels
     from structgs.model import SceneModel
     from structgs.shaping.config import ShapeConfig
     from structgs.pipeline.shape import shape_run
@@ -67,7 +67,7 @@ def shaped_level(fitted: Path, noisy: Path, out: Path, association: str, iters: 
                   gt_labels=ds.root / "labels.npy", resume=(out / "checkpoint").is_dir(), progress=False)
     report = json.loads((out / "shape_report.json").read_text())
     model = SceneModel.from_pretrained(out, "cpu")
-    editor = SceneEditor(model)
+    editor = WeightEditor(model)
     t = time.perf_counter()
     sels = {k: editor.segment(from_pixels(model, ds.camera(view), [pixel])) for k, (view, pixel) in clicks.items()}
     per = score(model, ds, truth, labels, sels)
@@ -144,7 +144,7 @@ def one_object_level(fitted: Path, scene: Path, wd: Path, iters: int) -> dict:
     import numpy as np
     import torch
 
-    from structgs.edit import SceneEditor, from_pixels
+    from structgs.edit import WeightEditor, from_pixels
     from structgs.model import SceneModel
     from structgs.pipeline.edit_ops import pick_target_pixel
     from structgs.scene.dataset import load_dataset
@@ -166,7 +166,7 @@ def one_object_level(fitted: Path, scene: Path, wd: Path, iters: int) -> dict:
                       resume=(run / "checkpoint").is_dir())
         model = SceneModel.from_pretrained(run, "cpu")
         view, pixel = pick_target_pixel(ds, truth, k)
-        sel = SceneEditor(model).segment(from_pixels(model, ds.camera(view), [pixel]))
+        sel = WeightEditor(model).segment(from_pixels(model, ds.camera(view), [pixel]))
         out[k] = score(model, ds, truth, labels, {k: sel})[k]
         print(f"  one-object masks, object {k}: test mIoU {out[k]['miou']:.1f}, 3D IoU {out[k]['iou_3d']:.1f}", flush=True)
     return {"objects": out}

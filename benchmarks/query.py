@@ -27,7 +27,7 @@ def main() -> None:
     import torch
 
     from structgs.decoder import DecoderConfig
-    from structgs.edit import SceneEditor
+    from structgs.edit import WeightEditor
     from structgs.edit.voting import segment_by_voting
     from structgs.model import SceneModel
     from structgs.scene import load_dataset
@@ -55,7 +55,7 @@ def main() -> None:
             m.latents.normal_()
         sel = torch.zeros(n, dtype=torch.bool)
         sel[: max(1, n // 100)] = True
-        ed = SceneEditor(m)
+        ed = WeightEditor(m)
         ed.scores(sel)  # warm-up
         times = []
         for _ in range(3):

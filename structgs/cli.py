@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
@@ -37,6 +38,30 @@ class BackendChoice(str, Enum):
 class DecoderBackend(str, Enum):
     torch = "torch"
     tcnn = "tcnn"
+
+
+class Association(str, Enum):
+    tracked = "tracked"
+    overlap = "overlap"
+    none = "none"
+
+
+class Objective(str, Enum):
+    activation = "activation"
+    jacobian = "jacobian"
+
+
+class Method(str, Enum):
+    shaped = "shaped"
+    voting = "voting"
+    projection = "projection"
+    binary = "binary"
+
+
+class Op(str, Enum):
+    remove = "remove"
+    recolor = "recolor"
+    move = "move"
 
 
 @app.callback()
@@ -106,11 +131,17 @@ def fit(
     device: Annotated[DeviceChoice, typer.Option(help="Where to compute.")] = DeviceChoice.auto,
 ) -> None:
     """Fit the decoder to a scene: stage 1 on the PLY's attributes, stage 2 on the images."""
+    _fit(**locals())
+
+
+def _fit(data, out, ply, init, stage1_iters, stage2_iters, init_points, checkpoint_every, resume, seed, downscale,
+         background, backend, decoder_backend, hidden_width, device) -> dict:
+    """``fit``'s options -> FitConfig -> ``pipeline.fit.fit_run`` (shared by ``fit`` and ``train``)."""
     from dataclasses import replace
 
     from structgs.decoder import DecoderConfig
     from structgs.training.config import FitConfig
-    from structgs.training.fit import Fitter
+    from structgs.pipeline.fit import fit_run
 
     dec = DecoderConfig()
     if decoder_backend is not None:
@@ -120,9 +151,52 @@ def fit(
     cfg = FitConfig(stage1_iters=stage1_iters, stage2_iters=stage2_iters, init_points=init_points,
                     checkpoint_every=checkpoint_every, seed=seed, downscale=downscale, background=background,
                     backend=backend.value, decoder=dec)
-    report = Fitter(data, out, ply=ply, init=init, config=cfg, device=device.value).run(resume=resume)
+    report = fit_run(data, out, ply=ply, init=init, config=cfg, resume=resume, device=device.value)
     typer.echo(f"fitted {out}: test PSNR {report['psnr_fitted']:.2f} dB"
                + (f" (input PLY {report['psnr_input_ply']:.2f} dB)" if "psnr_input_ply" in report else ""))
+    return report
+
+
+def _train_options(
+    masks: Annotated[Optional[Path], typer.Option(help="Id masks of the training views: shape the fitted run with "
+                                                       "them (default association tracked).")] = None,
+    shaped_out: Annotated[Optional[Path], typer.Option(help="The shaped run (default: OUT-shaped).")] = None,
+    association: Annotated[Association, typer.Option(help="How mask ids relate across views.")] = Association.tracked,
+    shape_iters: Annotated[int, typer.Option(help="Shaping steps.")] = 800,
+) -> None:
+    """train's own options (the rest are fit's)."""
+
+
+def train(**options) -> None:
+    """Fit, then (with --masks) shape: the whole per-scene job in one command (also ``python train.py``).
+    Takes every option of ``structgs fit``; ``--resume`` continues whichever step was stopped."""
+    from structgs.pipeline.runs import has_checkpoint
+    from structgs.pipeline.shape import shape_run
+    from structgs.shaping.config import ShapeConfig
+
+    own = {name: options.pop(name) for name in inspect.signature(_train_options).parameters}
+    _fit(**options)
+    if own["masks"] is None:
+        return
+    out = Path(options["out"])
+    target = own["shaped_out"] or out.with_name(out.name + "-shaped")
+    report = shape_run(out, own["masks"], target,
+                       ShapeConfig(association=own["association"].value, iters=own["shape_iters"]),
+                       device=options["device"].value,
+                       resume=options["resume"] and has_checkpoint(target, "shape"))  # a kill may have come before it
+    typer.echo(f"shaped {target}: test PSNR {report['psnr_before']:.2f} -> {report['psnr_after']:.2f} dB, "
+               f"touched {report['fraction_touched']:.1%}")
+
+
+def _with_options_of(func, *sources) -> None:
+    """Give ``func`` (taking ``**options``) the typer options of ``sources``, in order."""
+    params = [p for src in sources for p in inspect.signature(src, eval_str=True).parameters.values()]
+    func.__signature__ = inspect.Signature(params)
+    func.__annotations__ = {k: v for src in sources for k, v in src.__annotations__.items() if k != "return"}
+
+
+_with_options_of(train, fit, _train_options)
+app.command()(train)
 
 
 @app.command()
@@ -137,30 +211,6 @@ def export(
 
     export_run(run, out, view=view, data=data)
     typer.echo(f"wrote {out}")
-
-
-class Association(str, Enum):
-    tracked = "tracked"
-    overlap = "overlap"
-    none = "none"
-
-
-class Objective(str, Enum):
-    activation = "activation"
-    jacobian = "jacobian"
-
-
-class Method(str, Enum):
-    shaped = "shaped"
-    voting = "voting"
-    projection = "projection"
-    binary = "binary"
-
-
-class Op(str, Enum):
-    remove = "remove"
-    recolor = "recolor"
-    move = "move"
 
 
 @app.command()
@@ -393,11 +443,11 @@ def masks(
         typer.echo(f"  id {oid}: first seen on {info['first_view']}, in {info['views']} views")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     import sys
 
     try:
-        app(args=_fold_pixel_args(sys.argv[1:]))
+        app(args=_fold_pixel_args(sys.argv[1:] if argv is None else list(argv)))
     except StructGSError as e:
         # problems with the user's input, files or environment: one clear line, no traceback
         # (any other exception is a bug and keeps its traceback)

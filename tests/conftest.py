@@ -37,10 +37,10 @@ def _scene(tmp_path_factory, name: str, **spec) -> Path:
 def _fit(scene: Path, out: Path) -> Path:
     """Fitted quickly: attribute regression + a few photometric steps."""
     from structgs.training.config import FitConfig
-    from structgs.training.fit import Fitter
+    from structgs.pipeline.fit import fit_run
 
     cfg = FitConfig(stage1_iters=400, stage1_batch=4096, stage2_iters=30, checkpoint_every=0)
-    Fitter(scene, out, ply=scene / "gaussians.ply", config=cfg, device="cpu", progress=False).run()
+    fit_run(scene, out, ply=scene / "gaussians.ply", config=cfg, device="cpu", progress=False)
     return out
 
 

@@ -24,3 +24,34 @@ def random_gaussians(n=60, seed=0, dtype=torch.float64, spread=0.8, scale=(-2.6,
     opac = torch.empty(n, dtype=dtype).uniform_(*opacity, generator=g)
     colors = torch.rand(n, channels, generator=g, dtype=dtype)
     return means, quats, scales, opac, colors
+
+
+class Killed(Exception):
+    pass
+
+
+def kill_after_checkpoint(monkeypatch, when):
+    """Make ``Checkpointer.save`` raise ``Killed`` right after writing a checkpoint for which
+    ``when(state)`` holds (a kill between two steps, after the checkpoint is complete)."""
+    from structgs.training.loop import Checkpointer
+
+    original = Checkpointer.save
+
+    def save(self, model, state):
+        original(self, model, state)
+        if when(state):
+            raise Killed
+
+    monkeypatch.setattr(Checkpointer, "save", save)
+
+
+def same_weights(a, b) -> int:
+    """Assert the runs at ``a`` and ``b`` hold bit-identical weights; returns their Gaussian count."""
+    from structgs.model import SceneModel
+
+    ma, mb = SceneModel.from_pretrained(a), SceneModel.from_pretrained(b)
+    sa, sb = ma.state_dict(), mb.state_dict()
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        assert torch.equal(sa[k], sb[k]), k
+    return ma.num_gaussians

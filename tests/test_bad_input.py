@@ -6,6 +6,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 from structgs.utils.io import save_npy
 
@@ -117,14 +118,13 @@ def test_a_kill_inside_the_checkpoint_swap_leaves_the_old_or_the_new_version(tmp
 
 
 def test_resume_without_a_checkpoint_is_refused(small_scene_dir, tmp_path):
+    from structgs.pipeline.fit import fit_run
     from structgs.training.config import FitConfig
-    from structgs.training.fit import Fitter
 
     (tmp_path / "run").mkdir()
-    fitter = Fitter(small_scene_dir, tmp_path / "run", ply=small_scene_dir / "gaussians.ply",
-                    config=FitConfig(stage1_iters=5, stage2_iters=1), device="cpu", progress=False)
     with pytest.raises(ValueError, match="--resume: .* holds no fit checkpoint to resume from"):
-        fitter.run(resume=True)
+        fit_run(small_scene_dir, tmp_path / "run", ply=small_scene_dir / "gaussians.ply",
+                config=FitConfig(stage1_iters=5, stage2_iters=1), resume=True, device="cpu", progress=False)
     assert list((tmp_path / "run").iterdir()) == []
 
 
@@ -146,3 +146,54 @@ def test_the_cli_prints_input_errors_as_one_line_and_keeps_tracebacks_of_bugs(mo
     monkeypatch.setattr(cli, "app", bug)
     with pytest.raises(ValueError, match="broadcast"):
         cli.main()
+
+
+def test_a_run_is_committed_by_its_config_json_written_last(tmp_path):
+    """``commit_run`` writes a run's files first and its model's config.json last: a kill while
+    the files are written leaves no config.json, and a reader refuses the unfinished run."""
+    from structgs.decoder import DecoderConfig
+    from structgs.model import SceneModel
+    from structgs.pipeline.runs import Run, commit_run
+    from structgs.utils.io import write_json
+
+    model = SceneModel(DecoderConfig(position_frequencies=0), 5)
+    run = tmp_path / "run"
+
+    def killed(path):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        commit_run(run, model, {"report.json": lambda p: write_json(p, {"ok": 1}), "labels.npy": killed})
+    assert (run / "report.json").is_file() and not (run / "config.json").exists()
+    with pytest.raises(FileNotFoundError, match="not a structgs run"):
+        Run.open(run, device="cpu")
+    (run / "checkpoint").mkdir()  # a job stopped after a checkpoint
+    with pytest.raises(ValueError, match="unfinished run .* finish it with --resume"):
+        Run.open(run, device="cpu")
+    commit_run(run, model, {"report.json": lambda p: write_json(p, {"ok": 2})})
+    assert SceneModel.from_pretrained(run).num_gaussians == 5
+
+
+def test_the_checkpointer_guards_resume_and_round_trips_its_state(tmp_path):
+    from structgs.decoder import DecoderConfig
+    from structgs.model import SceneModel
+    from structgs.training.loop import Checkpointer, TrainerState
+
+    model = SceneModel(DecoderConfig(position_frequencies=0), 5)
+    gen = torch.Generator().manual_seed(7)
+    torch.rand(3, generator=gen)
+    fit = Checkpointer(tmp_path / "run", "fit")
+    fit.guard(resume=False)  # nothing there yet
+    opt = torch.optim.Adam(model.parameters(), lr=0.1)
+    fit.save(model, TrainerState("stage2", 12, gen.get_state(), {"stage2": opt.state_dict()}, {"pool": torch.arange(4)}))
+    state = fit.load_state()
+    assert (state.stage, state.step) == ("stage2", 12) and torch.equal(state.extra["pool"], torch.arange(4))
+    restored = torch.Generator()
+    restored.set_state(state.generator)
+    assert torch.equal(torch.rand(5, generator=restored), torch.rand(5, generator=gen))
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in fit.load_model().state_dict().items())
+    fit.guard(resume=True)
+    with pytest.raises(ValueError, match="already holds a run; pass --resume"):
+        fit.guard(resume=False)
+    with pytest.raises(ValueError, match="is not a shape checkpoint"):
+        Checkpointer(tmp_path / "run", "shape").guard(resume=True)

@@ -1,5 +1,6 @@
 """Decoder: output contract, perturbable layer, Jacobian structure, persistence."""
 
+import dataclasses
 import json
 
 import pytest
@@ -110,8 +111,10 @@ def test_side_channel_keeps_outputs_and_extends_the_jacobian(tmp_path):
     cam = make_camera()
     with torch.no_grad():
         before = m.decode(cam)
+    old_config = m.config
     added = m.decoder.add_side_channels(["opacity", "motion"], 8)
     assert added == ["opacity", "motion"] and m.config.side_branches == ("opacity", "motion")
+    assert old_config.side_branches == () and old_config.side_width == 0  # configs are frozen: a new one
     with torch.no_grad():
         after = m.decode(cam)
     for f in ("colors", "opacities", "scales", "quats", "means"):
@@ -182,6 +185,10 @@ def test_load_reports_mismatches(tmp_path):
     (lambda c: c.__setitem__("num_gaussians", "20"), r"config\.json: field 'num_gaussians' must be an integer"),
     (lambda c: c.__setitem__("meta", []), r"config\.json: field 'meta' must be an object"),
     (lambda c: c.pop("decoder"), r"config\.json: field 'decoder' is missing"),
+    (lambda c: c["scene"].__setitem__("data", 3), r"config\.json: scene\.data must be a string or null, got 3"),
+    (lambda c: c["scene"].__setitem__("background", [1, 1]), r"config\.json: scene: scene\.background must have 3"),
+    (lambda c: c["scene"].__setitem__("downscale", "2"), r"config\.json: scene\.downscale must be a number, got '2'"),
+    (lambda c: c["scene"].__setitem__("mean_camera_distance", 0), r"mean_camera_distance must be > 0, got 0"),
 ])
 def test_a_wrong_field_in_config_json_names_the_file_and_field(tmp_path, edit, message):
     _model(n=20).save_pretrained(tmp_path / "run")
@@ -191,6 +198,26 @@ def test_a_wrong_field_in_config_json_names_the_file_and_field(tmp_path, edit, m
     cfg_path.write_text(json.dumps(cfg))
     with pytest.raises(ValueError, match=message):
         SceneModel.from_pretrained(tmp_path / "run")
+
+
+def test_scene_info_is_typed_persisted_and_read_from_older_runs(tmp_path):
+    """The fitted scene's statistics round-trip through config.json; runs written before the
+    ``scene`` field (statistics in ``meta``) load with the same values."""
+    from structgs.model import SceneInfo
+
+    info = SceneInfo(data="/data/scene", background=(0.0, 0.5, 1.0), downscale=2.0, scene_extent=3.5,
+                     mean_camera_distance=4.25, source_ply="/data/scene/gaussians.ply")
+    m = SceneModel(_model(n=20).config, 20, {"fit": {"seed": 0}}, info)
+    m.save_pretrained(tmp_path / "run")
+    assert SceneModel.from_pretrained(tmp_path / "run").scene == info
+    cfg_path = tmp_path / "run" / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["meta"].update(cfg.pop("scene"))  # the layout of older runs
+    cfg_path.write_text(json.dumps(cfg))
+    old = SceneModel.from_pretrained(tmp_path / "run")
+    assert old.scene == info and old.meta["fit"] == {"seed": 0}
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        old.scene.downscale = 1.0
 
 
 def test_save_is_all_or_nothing(tmp_path, monkeypatch):
@@ -319,3 +346,39 @@ def test_tcnn_backend_on_cuda():
     assert delta.shape[0] == a.shape[0] == 4096
     s.colors.sum().backward()
     assert all(p.grad is not None for p in m.decoder.parameters() if p.requires_grad)
+
+
+def test_per_gaussian_state_is_walked_by_densify_prune_and_load(tmp_path):
+    """Every per-Gaussian tensor (parameters, explicit attributes, direct-edit overrides) is in
+    ``per_gaussian()``; densification's reindexing, pruning and loading all follow it, and the
+    optimizer's moments follow the parameters."""
+    from structgs.edit.voting import keep_gaussians
+    from structgs.training.strategy import reindex_gaussians
+
+    m = SceneModel(DecoderConfig(branches=("color", "opacity", "rotation"), position_frequencies=0), 10)
+    with torch.no_grad():
+        for t in m.per_gaussian().values():
+            t.copy_(torch.arange(10, dtype=t.dtype).reshape(10, *[1] * (t.ndim - 1)).expand_as(t))
+    names = set(m.per_gaussian())
+    assert names == {"centroids", "latents", "explicit.scale", "overrides.opacity", "overrides.color",
+                     "overrides.color_mask", "overrides.offset"}
+    assert names == {k for k in m.state_dict() if not k.startswith("decoder.")}
+    opt = torch.optim.Adam([m.centroids, m.latents, m.explicit["scale"]])
+    m.decode().opacities.sum().backward()
+    (m.centroids.sum() + m.explicit["scale"].sum()).backward()
+    opt.step()
+    before = {k: v.detach().clone() for k, v in m.per_gaussian().items()}
+    index = torch.tensor([3, 1, 1, 7])  # keep 3 and 1, duplicate 1 and 7
+    reindex_gaussians(m, [opt], index, num_kept=2)
+    assert m.num_gaussians == 4
+    for name, t in m.per_gaussian().items():
+        assert torch.equal(t, before[name][index]), name
+    assert opt.param_groups[0]["params"][0] is m.centroids and isinstance(m.explicit["scale"], torch.nn.Parameter)
+    moments = opt.state[m.centroids]["exp_avg"]
+    assert moments.shape == (4, 3) and moments[2:].abs().sum() == 0 and moments[:2].abs().sum() > 0
+    kept = keep_gaussians(m, torch.tensor([True, False, True, True]))
+    for name, t in kept.per_gaussian().items():
+        assert torch.equal(t, before[name][torch.tensor([3, 1, 7])]), name
+    kept.save_pretrained(tmp_path / "run")
+    loaded = SceneModel.from_pretrained(tmp_path / "run")
+    assert all(torch.equal(loaded.per_gaussian()[k], v) for k, v in kept.per_gaussian().items())

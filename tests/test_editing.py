@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from structgs.edit import SceneEditor, from_pixels
+from structgs.edit import WeightEditor, from_pixels
 from structgs.model import SceneModel
 from structgs.pipeline.edit_ops import evaluate_selection, pick_target_pixel
 from structgs.scene import load_dataset
@@ -39,7 +39,7 @@ def _restore_model(shaped):
 
 def test_segmentation_from_one_pixel(shaped):
     _, model, ds, labels = shaped
-    ed = SceneEditor(model)
+    ed = WeightEditor(model)
     for k in (2, 3, 4):
         view, pixel = pick_target_pixel(ds, ds.masks_dir, k)
         seg = ed.segment(from_pixels(model, ds.camera(view), [pixel]))
@@ -51,7 +51,7 @@ def test_scores_match_explicit_jacobians(shaped):
     """<J_i, Jbar> / (|J_i||Jbar|) computed without Jacobians equals the explicit computation."""
     _, model, _, labels = shaped
     sel = labels == 3
-    ed = SceneEditor(model)
+    ed = WeightEditor(model)
     for branch in ("opacity", "color", "motion"):
         scores = ed.scores(sel, branch=branch)
         idx = torch.arange(0, model.num_gaussians, 97)
@@ -64,7 +64,7 @@ def test_scores_match_explicit_jacobians(shaped):
 
 def test_edits_move_recolor_remove_and_undo(shaped):
     _, model, ds, labels = shaped
-    ed = SceneEditor(model)
+    ed = WeightEditor(model)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     obj = labels == 2
     with torch.no_grad():
@@ -104,7 +104,7 @@ def test_edits_move_recolor_remove_and_undo(shaped):
 def test_activations_survive_edits(shaped):
     """Lemma: an edit changes W, not the activations entering it, so the shaped structure stays."""
     _, model, _, labels = shaped
-    ed = SceneEditor(model)
+    ed = WeightEditor(model)
     a0 = {b: model.activations(b) for b in ("opacity", "color", "motion")}
     ed.move(labels == 3, [0.2, 0, 0])
     ed.recolor(labels == 4, [1.0, 0.0, 0.0])
@@ -136,7 +136,7 @@ def test_move_leakage_with_pinned_rest(shaped):
     with torch.no_grad():
         base = model.decode().offsets
     for groups in (1, 4):
-        ed = SceneEditor(model, pin_groups=groups)
+        ed = WeightEditor(model, pin_groups=groups)
         for k in (2, 3, 4):
             obj = labels == k
             rec = ed.move(obj, [0.0, 0.1, 0.0])
@@ -157,7 +157,7 @@ def test_edit_leakage_every_object(shaped):
     from structgs.eval.edits import measure_edits
 
     _, model, _, labels = shaped
-    ed = SceneEditor(model)
+    ed = WeightEditor(model)
     start = {k: v.clone() for k, v in model.state_dict().items()}
     for k in (2, 3, 4):
         m = measure_edits(ed, labels == k)
@@ -174,7 +174,7 @@ def test_measure_edits_refuses_bad_input(shaped):
     from structgs.eval.edits import measure_edits
 
     _, model, _, labels = shaped
-    ed = SceneEditor(model)
+    ed = WeightEditor(model)
     with pytest.raises(ValueError, match="bool tensor"):
         measure_edits(ed, labels[:10] == 2)
     with pytest.raises(ValueError, match="some but not all"):
@@ -183,3 +183,38 @@ def test_measure_edits_refuses_bad_input(shaped):
     with pytest.raises(ValueError, match="no edit history"):
         measure_edits(ed, labels == 2)
     ed.reset()
+
+
+def test_weight_and_direct_edits_share_one_undo_stack(shaped):
+    """A session mixing shaped (weight) and voting-style (direct) edits undoes them in the order
+    they were made, back to the original tensors bit for bit, and redoes them exactly."""
+    from structgs.edit import EditHistory, make_editor
+
+    _, model, _, labels = shaped
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    history = EditHistory(model)
+    weights, direct = make_editor(model, "shaped", history), make_editor(model, "voting", history)
+    assert type(weights).__name__ == "WeightEditor" and type(direct).__name__ == "DirectEditor"
+    a, b = labels == 2, labels == 3
+    weights.remove(a)
+    after_remove = {k: v.clone() for k, v in model.state_dict().items()}
+    direct.move(b, [0.2, 0.0, 0.0])
+    with torch.no_grad():
+        s = model.decode()
+    assert float(s.opacities[a].mean()) < 0.05  # the weight edit
+    assert torch.allclose(s.offsets[b].mean(0), torch.tensor([0.2, 0.0, 0.0]), atol=0.02)  # the direct edit
+    assert [r.kind for r in history.done] == ["remove", "move"]
+    assert history.undo().kind == "move"  # the last edit first, whichever editor made it
+    assert all(torch.equal(v, after_remove[k]) for k, v in model.state_dict().items())
+    assert direct.undo().kind == "remove"  # either editor's undo walks the shared stack
+    assert all(torch.equal(v, start[k]) for k, v in model.state_dict().items())
+    weights.redo()
+    weights.redo()
+    with torch.no_grad():
+        assert torch.equal(model.decode().offsets, s.offsets)
+    history.reset()
+    assert all(torch.equal(v, start[k]) for k, v in model.state_dict().items())
+    with pytest.raises(ValueError, match="unknown method"):
+        make_editor(model, "magic")
+    with pytest.raises(ValueError, match="takes no options"):
+        make_editor(model, "voting", threshold=0.3)

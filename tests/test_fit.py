@@ -6,56 +6,71 @@ import pytest
 import torch
 
 from structgs.model import SceneModel
+from structgs.pipeline.fit import fit_run
 from structgs.training.config import FitConfig
-from structgs.training.fit import Fitter
+
+from helpers import Killed, kill_after_checkpoint, same_weights
 
 SMALL = dict(stage1_iters=300, stage1_batch=4096, stage2_iters=40, checkpoint_every=15)
 
 
-def _fit(scene, out, **kw):
+def _fit(scene, out, resume=False, **kw):
     cfg = FitConfig(**{**SMALL, **kw})
-    return Fitter(scene, out, ply=scene / "gaussians.ply", config=cfg, device="cpu", progress=False)
+    return fit_run(scene, out, ply=scene / "gaussians.ply", config=cfg, resume=resume, device="cpu", progress=False)
 
 
 def test_fit_reproduces_input_ply(small_scene_dir, tmp_path):
     ply = small_scene_dir / "gaussians.ply"
     digest = hashlib.sha256(ply.read_bytes()).hexdigest()
-    report = _fit(small_scene_dir, tmp_path / "run").run()
+    report = _fit(small_scene_dir, tmp_path / "run")
     # the fitted decoder renders test views at least as well as the PLY it was fitted to (-0.5 dB)
     assert report["psnr_fitted"] >= report["psnr_input_ply"] - 0.5, report
     assert report["psnr_input_ply"] > 25
     assert hashlib.sha256(ply.read_bytes()).hexdigest() == digest  # input untouched
     m = SceneModel.from_pretrained(tmp_path / "run")
-    assert m.num_gaussians == 6000 and m.meta["source_ply"].endswith("gaussians.ply")
+    assert m.num_gaussians == 6000 and m.scene.source_ply.endswith("gaussians.ply")
 
 
-def test_same_seed_same_result_and_resume(small_scene_dir, tmp_path):
-    a = _fit(small_scene_dir, tmp_path / "a")
-    a.run()
-
-    class Killed(Exception):
-        pass
-
-    class KilledFitter(Fitter):
-        checkpoints = 0
-
-        def _checkpoint(self):
-            super()._checkpoint()
-            KilledFitter.checkpoints += 1
-            if self.stage == "stage2" and self.step >= 30:
-                raise Killed
-
-    cfg = FitConfig(**SMALL)
+def test_same_seed_same_result_and_resume(small_scene_dir, tmp_path, monkeypatch):
+    _fit(small_scene_dir, tmp_path / "a")
+    kill_after_checkpoint(monkeypatch, lambda s: s.stage == "stage2" and s.step >= 30)
     with pytest.raises(Killed):
-        KilledFitter(small_scene_dir, tmp_path / "b", ply=small_scene_dir / "gaussians.ply", config=cfg,
-                     device="cpu", progress=False).run()
-    assert not (tmp_path / "b" / "config.json").exists()
+        _fit(small_scene_dir, tmp_path / "b")
+    monkeypatch.undo()
+    assert not (tmp_path / "b" / "config.json").exists()  # unfinished: no commit point
     with pytest.raises(ValueError, match="already holds a run"):
-        _fit(small_scene_dir, tmp_path / "b").run()
-    _fit(small_scene_dir, tmp_path / "b").run(resume=True)
-    ma, mb = SceneModel.from_pretrained(tmp_path / "a"), SceneModel.from_pretrained(tmp_path / "b")
-    for (k, va), (_, vb) in zip(ma.state_dict().items(), mb.state_dict().items()):
-        assert torch.equal(va, vb), k
+        _fit(small_scene_dir, tmp_path / "b")
+    _fit(small_scene_dir, tmp_path / "b", resume=True)
+    same_weights(tmp_path / "a", tmp_path / "b")
+
+
+def test_stage1_only_then_stage2_is_the_whole_fit(small_scene_dir, tmp_path):
+    """``Fitter.train(stop_after="stage1")`` (attribute regression only, for already-trained
+    PLYs) and a later ``train()`` give exactly the uninterrupted fit."""
+    from structgs.pipeline.fit import starting_gaussians
+    from structgs.scene.dataset import load_dataset
+    from structgs.model import SceneInfo
+    from structgs.training.fit import Fitter
+
+    def fitter(stop_after):
+        cfg = FitConfig(**{**SMALL, "checkpoint_every": 0})
+        ds = load_dataset(small_scene_dir, background=cfg.background)
+        gen = torch.Generator().manual_seed(cfg.seed)
+        f = Fitter(ds, starting_gaussians(ds, small_scene_dir / "gaussians.ply", None, 0, gen), cfg,
+                   from_points=False, generator=gen, progress=False)
+        f.initialise(SceneInfo(), {})
+        f.train(stop_after=stop_after)
+        return f
+
+    half = fitter("stage1")
+    assert half.stage == "stage2" and half.step == 0
+    mid = {k: v.clone() for k, v in half.model.state_dict().items()}
+    whole = fitter(None)
+    assert whole.stage == "done"
+    assert any(not torch.equal(mid[k], v) for k, v in whole.model.state_dict().items())  # stage 2 changed it
+    half.train()
+    for k, v in whole.model.state_dict().items():
+        assert torch.equal(half.model.state_dict()[k], v), k
 
 
 def test_fit_from_point_cloud_densifies(small_scene_dir, tmp_path):
@@ -63,21 +78,21 @@ def test_fit_from_point_cloud_densifies(small_scene_dir, tmp_path):
 
     cfg = FitConfig(stage1_iters=100, stage2_iters=60, checkpoint_every=0,
                     densify=DensifyConfig(start=20, every=20, stop=60))
-    f = Fitter(small_scene_dir, tmp_path / "pc", init=small_scene_dir / "points3d.ply", config=cfg, device="cpu",
-               progress=False)
-    report = f.run()
+    report = fit_run(small_scene_dir, tmp_path / "pc", init=small_scene_dir / "points3d.ply", config=cfg, device="cpu",
+                     progress=False)
     assert report["num_gaussians"] > 4000  # grew from the 4000 points
     assert report["psnr_fitted"] > 14
 
 
 def test_bad_arguments(small_scene_dir, tmp_path):
     with pytest.raises(ValueError, match="exactly one of --ply"):
-        Fitter(small_scene_dir, tmp_path / "r")
+        fit_run(small_scene_dir, tmp_path / "r")
     with pytest.raises(ValueError, match="is the input PLY"):
-        Fitter(small_scene_dir, small_scene_dir / "gaussians.ply", ply=small_scene_dir / "gaussians.ply")
+        fit_run(small_scene_dir, small_scene_dir / "gaussians.ply", ply=small_scene_dir / "gaussians.ply")
+    assert not (tmp_path / "r").exists()
 
 
-def test_resume_from_points_with_densification_is_bit_exact(small_scene_dir, tmp_path):
+def test_resume_from_points_with_densification_is_bit_exact(small_scene_dir, tmp_path, monkeypatch):
     """Fitting from points densifies in stage 2; the accumulated gradients are checkpointed, so a
     fit killed between two densification rounds resumes to exactly the uninterrupted result."""
     from structgs.training.config import DensifyConfig
@@ -85,24 +100,14 @@ def test_resume_from_points_with_densification_is_bit_exact(small_scene_dir, tmp
     kw = dict(stage1_iters=20, stage2_iters=24, checkpoint_every=5, init_points=800,
               densify=DensifyConfig(start=8, every=8, stop=24, grad_threshold=1e-6))
 
-    def fitter(out, cls=Fitter):
-        return cls(small_scene_dir, out, init="random", config=FitConfig(**kw), device="cpu", progress=False)
+    def fit(out, resume=False):
+        fit_run(small_scene_dir, out, init="random", config=FitConfig(**kw), resume=resume, device="cpu",
+                progress=False)
 
-    fitter(tmp_path / "a").run()
-
-    class Killed(Exception):
-        pass
-
-    class KilledFitter(Fitter):
-        def _checkpoint(self):
-            super()._checkpoint()
-            if self.stage == "stage2" and self.step == 10:  # after one densification, before the next
-                raise Killed
-
+    fit(tmp_path / "a")
+    kill_after_checkpoint(monkeypatch, lambda s: s.stage == "stage2" and s.step == 10)  # between two densifications
     with pytest.raises(Killed):
-        fitter(tmp_path / "b", KilledFitter).run()
-    fitter(tmp_path / "b").run(resume=True)
-    ma, mb = SceneModel.from_pretrained(tmp_path / "a"), SceneModel.from_pretrained(tmp_path / "b")
-    assert ma.num_gaussians == mb.num_gaussians != 800  # densification happened
-    for (k, va), (_, vb) in zip(ma.state_dict().items(), mb.state_dict().items()):
-        assert torch.equal(va, vb), k
+        fit(tmp_path / "b")
+    monkeypatch.undo()
+    fit(tmp_path / "b", resume=True)
+    assert same_weights(tmp_path / "a", tmp_path / "b") != 800  # densification happened

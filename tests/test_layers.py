@@ -18,7 +18,7 @@ LAYERS = [
     {"edit"},
     {"eval"},
     {"pipeline"},
-    {"cli", "cli_train"},
+    {"cli"},
 ]
 RANK = {name: i for i, names in enumerate(LAYERS) for name in names}
 

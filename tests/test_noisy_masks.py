@@ -16,7 +16,7 @@ import torch
 from conftest import FAST_SHAPING
 
 from structgs.data.mask_noise import MaskNoise, corrupt_masks
-from structgs.edit import SceneEditor, from_pixels
+from structgs.edit import WeightEditor, from_pixels
 from structgs.edit.voting import segment_by_voting
 from structgs.eval.metrics import iou, matched_agreement
 from structgs.model import SceneModel
@@ -49,7 +49,7 @@ def one_click(run, scene_dir, clicks) -> dict[int, dict]:
     model = SceneModel.from_pretrained(run)
     ds = load_dataset(scene_dir)
     labels = torch.from_numpy(np.load(scene_dir / "labels.npy"))
-    editor = SceneEditor(model)
+    editor = WeightEditor(model)
     out = {}
     for k, (view, pixel) in clicks.items():
         sel = editor.segment(from_pixels(model, ds.camera(view), [pixel]))

@@ -160,27 +160,25 @@ def test_tracker_free_views_without_objects(fitted_small_run, shuffled_masks, tm
                       device="cpu", progress=False)
 
 
-def test_shaping_resumes_exactly(fitted_small_run, shuffled_masks, tmp_path, monkeypatch):
-    from structgs.shaping import shaper as shaper_mod
+@pytest.mark.parametrize("mode", ["side channel, tracker-free", "fine-tune, killed in the repair pass"])
+def test_shaping_resumes_exactly(fitted_small_run, shuffled_masks, tmp_path, monkeypatch, mode):
+    from helpers import Killed, kill_after_checkpoint, same_weights
 
-    cfg = ShapeConfig(association="none", iters=40, checkpoint_every=20)
+    if mode.startswith("side"):
+        cfg, kill_at = ShapeConfig(association="none", iters=40, checkpoint_every=20), ("shape", 20)
+    else:
+        cfg = ShapeConfig(association="overlap", side_width=0, iters=20, repair_iters=20, checkpoint_every=10)
+        kill_at = ("repair", 10)
     shape_run(fitted_small_run, shuffled_masks, tmp_path / "whole", cfg, device="cpu", progress=False)
-    original = shaper_mod.Shaper.checkpoint
-
-    def killed_after_checkpoint(self):
-        original(self)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(shaper_mod.Shaper, "checkpoint", killed_after_checkpoint)
-    with pytest.raises(KeyboardInterrupt):
+    kill_after_checkpoint(monkeypatch, lambda s: (s.stage, s.step) == kill_at)
+    with pytest.raises(Killed):
         shape_run(fitted_small_run, shuffled_masks, tmp_path / "split", cfg, device="cpu", progress=False)
-    monkeypatch.setattr(shaper_mod.Shaper, "checkpoint", original)
+    monkeypatch.undo()
+    assert not (tmp_path / "split" / "config.json").exists()
     with pytest.raises(ValueError, match="--resume"):  # never silently restarts over a killed run
         shape_run(fitted_small_run, shuffled_masks, tmp_path / "split", cfg, device="cpu", progress=False)
     shape_run(fitted_small_run, shuffled_masks, tmp_path / "split", cfg, resume=True, device="cpu", progress=False)
-    a = SceneModel.from_pretrained(tmp_path / "whole").state_dict()
-    b = SceneModel.from_pretrained(tmp_path / "split").state_dict()
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    same_weights(tmp_path / "whole", tmp_path / "split")
 
 
 def test_jacobian_objective_runs_and_shapes(fitted_small_run, small_scene_dir, tmp_path):
@@ -238,7 +236,7 @@ def test_balanced_batches_have_equal_label_counts(fitted_small_run, small_scene_
     from structgs.shaping.shaper import Shaper
 
     sh = Shaper(SceneModel.from_pretrained(fitted_small_run), load_dataset(small_scene_dir), small_scene_dir / "masks",
-                tmp_path / "s", ShapeConfig(balanced=True, batch=400), progress=False)
+                ShapeConfig(balanced=True, batch=400), progress=False)
     sh.prepare()
     pos = sh._batch_positions(400)
     assert pos.unique().numel() == pos.numel()  # no Gaussian twice in a batch

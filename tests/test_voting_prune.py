@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from structgs.edit import EmptySelectionError, SceneEditor, from_ids, from_pixels
+from structgs.edit import EmptySelectionError, make_editor, from_ids, from_pixels
 from structgs.edit.voting import keep_gaussians, prunable, segment_by_voting
 from structgs.model import SceneModel
 from structgs.scene import load_dataset
@@ -36,7 +36,7 @@ def test_voting_recovers_objects_in_3d(loaded):
 def test_pruning_is_lossless(loaded):
     model, ds, _ = loaded
     # make 300 Gaussians invisible (alpha below 1/255 everywhere) on top of any naturally hidden ones
-    ed = SceneEditor(model, method="voting")
+    ed = make_editor(model, "voting")
     ed.remove(from_ids(torch.arange(100, 400), model.num_gaussians))
     cams = ds.split("train")
     drop = prunable(model, cams, progress=False)
@@ -73,7 +73,7 @@ def test_selection_from_pixels_and_errors(loaded):
 def test_direct_edits_and_exact_undo(loaded):
     model, ds, labels = loaded
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    ed = SceneEditor(model, method="voting")
+    ed = make_editor(model, "voting")
     obj = labels == 2
     ed.move(obj, [0.1, 0.0, 0.0])
     ed.recolor(obj, [0.0, 1.0, 0.0])
@@ -103,3 +103,28 @@ def test_direct_edits_and_exact_undo(loaded):
     ed.reset()
     for k, v in model.state_dict().items():
         assert torch.equal(v, before[k]), k
+
+
+def test_segmentation_strategies_share_one_signature(loaded):
+    """Shaped and voting segmentation are called the same way, ``strategy(model, query)``, and
+    give what their underlying algorithms give; each says what it is missing."""
+    from structgs.edit import SegmentationQuery, ShapedSegmentation, VotingSegmentation, segmentation
+    from structgs.edit.jacobian import jacobian_cosine
+
+    model, ds, labels = loaded
+    cams = ds.split("train")
+    masks = tuple(ds.mask(c) == 2 for c in cams)
+    seed = torch.zeros(model.num_gaussians, dtype=torch.bool)
+    seed[torch.nonzero(labels == 2).flatten()[:5]] = True
+    query = SegmentationQuery(seed=seed, cameras=tuple(cams), target_masks=masks)
+    for method in ("voting", "projection", "binary"):
+        assert torch.equal(segmentation(method)(model, query), segment_by_voting(model, cams, list(masks), method))
+    shaped = segmentation("shaped", 0.7)(model, query)
+    assert isinstance(segmentation("shaped"), ShapedSegmentation) and isinstance(segmentation("binary"), VotingSegmentation)
+    assert torch.equal(shaped, (jacobian_cosine(model, seed) > 0.7).cpu() | seed)
+    with pytest.raises(ValueError, match="shaped segmentation needs a selection"):
+        ShapedSegmentation()(model, SegmentationQuery(cameras=tuple(cams), target_masks=masks))
+    with pytest.raises(ValueError, match="voting needs views with one target mask each"):
+        VotingSegmentation()(model, SegmentationQuery(seed=seed))
+    with pytest.raises(ValueError, match="--threshold applies to shaped segmentation"):
+        segmentation("voting", 0.5)

@@ -37,7 +37,7 @@ PALETTE = [(0.80, 0.25, 0.20), (0.20, 0.45, 0.80), (0.85, 0.70, 0.20), (0.78, 0.
            (0.30, 0.70, 0.35), (0.60, 0.35, 0.70)]
 
 
-@dataclass
+@dataclass(frozen=True)
 class SceneSpec:
     """Parameters of the procedural scene (all have defaults that make the demo scene)."""
 

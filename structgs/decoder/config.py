@@ -12,7 +12,7 @@ BRANCHES = ("color", "opacity", "scale", "rotation", "motion")
 OUTPUT_DIMS = {"color": 3, "opacity": 1, "scale": 3, "rotation": 4, "motion": 3}
 
 
-@dataclass
+@dataclass(frozen=True)
 class DecoderConfig:
     """Scaffold-style attribute decoder: one small ReLU MLP per branch on (latent, view)."""
 
@@ -72,11 +72,12 @@ class DecoderConfig:
     """Free-form notes stored with the config."""
 
     def __post_init__(self) -> None:
-        self.branches = tuple(self.branches)
-        self.view_dependent_branches = tuple(self.view_dependent_branches)
-        self.side_branches = tuple(self.side_branches)
-        self.scale_log_range = tuple(float(x) for x in self.scale_log_range)  # type: ignore[assignment]
-        self.position_center = tuple(float(x) for x in self.position_center)  # type: ignore[assignment]
+        normalised = {"branches": tuple(self.branches), "view_dependent_branches": tuple(self.view_dependent_branches),
+                      "side_branches": tuple(self.side_branches),
+                      "scale_log_range": tuple(float(x) for x in self.scale_log_range),
+                      "position_center": tuple(float(x) for x in self.position_center)}
+        for name, value in normalised.items():  # frozen: normalised once, at construction
+            object.__setattr__(self, name, value)
         if self.position_frequencies < 0 or self.position_scale <= 0:
             raise InputError("position_frequencies must be >= 0 and position_scale > 0")
         unknown = [b for b in self.branches if b not in BRANCHES]

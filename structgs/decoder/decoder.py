@@ -10,7 +10,7 @@ Output activations (Scaffold-GS style):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
@@ -68,7 +68,8 @@ class AttributeDecoder(nn.Module):
                           norm: float = 0.0) -> list[str]:
         """Give each of ``branches`` an object side channel of ``width`` (outputs unchanged;
         ``h_scales``: see BranchMLP.add_side_channel); branches that already have one of that
-        width keep it. Returns the branches changed."""
+        width keep it. The decoder gets a new config (configs are frozen). Returns the branches
+        changed."""
         cfg = self.config
         if cfg.side_branches and (width != cfg.side_width or norm != cfg.side_norm):
             raise InputError(f"this decoder already has side channels of width {cfg.side_width} on "
@@ -76,8 +77,8 @@ class AttributeDecoder(nn.Module):
         added = [b for b in branches if b not in cfg.side_branches]
         for b in added:
             self._branch(b).add_side_channel(width, (h_scales or {}).get(b, 1.0), norm)
-        cfg.side_width, cfg.side_branches = width, tuple(cfg.side_branches) + tuple(added)
-        cfg.side_norm = float(norm)
+        self.config = replace(cfg, side_width=width, side_branches=tuple(cfg.side_branches) + tuple(added),
+                              side_norm=float(norm))
         return added
 
     def position_encoding(self, centroids: torch.Tensor) -> torch.Tensor:

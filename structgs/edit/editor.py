@@ -1,24 +1,28 @@
 """One editing API over a scene model: segment, remove, recolor, move; undo/redo/reset.
 
-``method="shaped"``: segmentation by Jacobian cosine; edits are weight deltas on the
-perturbable layer of the opacity / color / motion branch (docs/method.md §4), solved so that the
-selection reaches its target and re-linearised a few times.
-Other methods (``voting``, ``projection``, ``binary``) select Gaussians by masked-gradient
-voting and edit them directly (per-Gaussian overrides), so both are used the same way.
+Two editors behind one protocol (:class:`Editor`) and one undo stack (:class:`EditHistory`):
 
-Every edit is recorded as the values of the tensors it changed, before and after, so undo,
-redo and reset restore them bit for bit.
+* :class:`WeightEditor` (shaped runs): segmentation by Jacobian cosine; edits are weight
+  deltas on the perturbable layer of the opacity / color / motion branch (docs/method.md §4),
+  solved so that the selection reaches its target and re-linearised a few times.
+* :class:`~structgs.edit.direct.DirectEditor` (the voting baseline: voting, projection,
+  binary): the selected Gaussians are edited directly (per-Gaussian overrides).
+
+:func:`make_editor` picks one by method name, so both are used the same way.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from typing import Protocol
 
 import torch
 
+from structgs.edit.direct import DirectEditor
+from structgs.edit.history import EditHistory, EditRecord, UsesHistory, as_selection_list, per_selection
 from structgs.edit.jacobian import jacobian_cosine
-from structgs.utils.log import get_logger
+from structgs.edit.segmentation import DEFAULT_THRESHOLD, SegmentationQuery, ShapedSegmentation
 from structgs.utils.errors import InputError
+from structgs.utils.log import get_logger
 
 log = get_logger("edit")
 SELECTION_WEIGHT = 100.0
@@ -26,121 +30,83 @@ SELECTION_WEIGHT = 100.0
 LSTSQ_RCOND = 1e-6
 """Singular values below this fraction of the largest are dropped in the edit solve, so nearly
 collinear directions (e.g. two pinned groups that respond alike) cannot blow eta up."""
-DEFAULT_THRESHOLD = 0.5
-"""Shaped segmentation keeps Gaussians with cos(J_i, Jbar_S) above this. Shaped activations
-sit near 1 within an object and near 0 across objects, so the midpoint separates them."""
 
 
-@dataclass
-class EditRecord:
-    kind: str
-    before: dict[str, torch.Tensor]
-    after: dict[str, torch.Tensor] = field(default_factory=dict)
-    info: dict = field(default_factory=dict)
+METHODS = ("shaped", "voting", "projection", "binary")
 
 
-class SceneEditor:
-    def __init__(self, model, method: str = "shaped", threshold: float = DEFAULT_THRESHOLD, pin_rest: bool = True,
-                 pin_groups: int = 4):
-        if method not in ("shaped", "voting", "projection", "binary"):
-            raise InputError(f"unknown method {method!r} (shaped, voting, projection, binary)")
+class Editor(Protocol):
+    """What every editor does; edits return their :class:`EditRecord`, undoable in order."""
+
+    history: EditHistory
+
+    def segment(self, selection: torch.Tensor, threshold: float | None = None) -> torch.Tensor: ...
+
+    def remove(self, selections) -> EditRecord: ...
+
+    def recolor(self, selections, rgb, view: torch.Tensor | None = None) -> EditRecord: ...
+
+    def move(self, selections, translation) -> EditRecord: ...
+
+    def undo(self) -> EditRecord: ...
+
+    def redo(self) -> EditRecord: ...
+
+    def reset(self) -> None: ...
+
+
+def make_editor(model, method: str = "shaped", history: EditHistory | None = None, **options) -> Editor:
+    """The editor for selections made by ``method``: a :class:`WeightEditor` for ``shaped``
+    (``options``: threshold, pin_rest, pin_groups), else a :class:`DirectEditor`."""
+    if method not in METHODS:
+        raise InputError(f"unknown method {method!r} ({', '.join(METHODS)})")
+    if method == "shaped":
+        return WeightEditor(model, history, **options)
+    if options:
+        raise InputError(f"method {method!r} edits directly and takes no options, got {sorted(options)}")
+    return DirectEditor(model, history, method)
+
+
+class WeightEditor(UsesHistory):
+    """Shaped segmentation and edits as decoder-weight perturbations (see the module docstring)."""
+
+    def __init__(self, model, history: EditHistory | None = None, threshold: float = DEFAULT_THRESHOLD,
+                 pin_rest: bool = True, pin_groups: int = 4):
         if pin_groups < 1:
             raise InputError(f"pin_groups must be >= 1, got {pin_groups}")
-        self.model, self.method, self.threshold, self.pin_rest = model, method, threshold, pin_rest
-        self.pin_groups = pin_groups
-        self.done: list[EditRecord] = []
-        self.undone: list[EditRecord] = []
-        self._tensors = dict(model.named_parameters()) | dict(model.named_buffers())
-        self._original = {k: v.detach().clone() for k, v in self._tensors.items()}
+        self.model, self.threshold, self.pin_rest, self.pin_groups = model, threshold, pin_rest, pin_groups
+        self.history = history or EditHistory(model)
 
     # --- segmentation -------------------------------------------------------------------
     def scores(self, selection: torch.Tensor, branch: str | None = None, channel: int = 0) -> torch.Tensor:
         """Raw shaped-segmentation scores cos(J_i, Jbar_S) (N,)."""
         return jacobian_cosine(self.model, selection, branch, channel)
 
-    def segment(self, selection: torch.Tensor, branch: str | None = None, threshold: float | None = None) -> torch.Tensor:
+    def segment(self, selection: torch.Tensor, threshold: float | None = None, branch: str | None = None) -> torch.Tensor:
         """(N,) bool: the object(s) the selection belongs to (the selection itself included)."""
-        if self.method != "shaped":
-            raise InputError(f"method {self.method!r} segments by voting: use structgs.edit.voting.segment_by_voting")
-        s = self.scores(selection, branch)
-        return (s > (self.threshold if threshold is None else threshold)).cpu() | selection.cpu()
+        strategy = ShapedSegmentation(self.threshold if threshold is None else threshold, branch)
+        return strategy(self.model, SegmentationQuery(seed=selection))
 
-    # --- bookkeeping --------------------------------------------------------------------
-    def _begin(self, kind: str, names: list[str], **info) -> EditRecord:
-        return EditRecord(kind, {k: self._tensors[k].detach().clone() for k in names}, info=info)
-
-    def _commit(self, rec: EditRecord) -> EditRecord:
-        rec.after = {k: self._tensors[k].detach().clone() for k in rec.before}
-        self.done.append(rec)
-        self.undone.clear()
-        return rec
-
-    def _assign(self, values: dict[str, torch.Tensor]) -> None:
-        with torch.no_grad():
-            for k, v in values.items():
-                self._tensors[k].copy_(v)
-
-    def undo(self) -> EditRecord:
-        if not self.done:
-            raise InputError("nothing to undo")
-        rec = self.done.pop()
-        self._assign(rec.before)
-        self.undone.append(rec)
-        return rec
-
-    def redo(self) -> EditRecord:
-        if not self.undone:
-            raise InputError("nothing to redo")
-        rec = self.undone.pop()
-        self._assign(rec.after)
-        self.done.append(rec)
-        return rec
-
-    def reset(self) -> None:
-        self._assign(self._original)
-        self.done.clear()
-        self.undone.clear()
 
     # --- edits --------------------------------------------------------------------------
     def remove(self, selections) -> EditRecord:
-        sels = _as_list(selections)
-        if self.method != "shaped":
-            return self._direct("remove", sels, lambda m, s, k: m.override_opacity.__setitem__(s, 0.0),
-                                ["override_opacity"])
+        sels = as_selection_list(selections)
         return self._solve("remove", "opacity", sels, [[0.0]] * len(sels), channels=[0], iters=30, tol=0.005)
 
     def recolor(self, selections, rgb, view: torch.Tensor | None = None) -> EditRecord:
-        sels = _as_list(selections)
-        rgb = torch.as_tensor(rgb, dtype=torch.float32)
-        targets = rgb.reshape(-1, 3).expand(len(sels), 3) if rgb.numel() == 3 else rgb.reshape(len(sels), 3)
+        sels = as_selection_list(selections)
+        targets = per_selection(rgb, len(sels))
         if ((targets < 0) | (targets > 1)).any():
             raise InputError(f"colours must be in [0, 1], got {targets.tolist()}")
-        if self.method != "shaped":
-            def apply(m, s, k):  # selection k gets its own colour
-                m.override_color[s] = targets[k].to(m.override_color)
-                m.override_color_mask[s] = 1.0
-            return self._direct("recolor", sels, apply, ["override_color", "override_color_mask"])
         return self._solve("recolor", "color", sels, targets.tolist(), channels=[0, 1, 2], iters=12, tol=0.01, view=view)
 
     def move(self, selections, translation) -> EditRecord:
-        sels = _as_list(selections)
-        t = torch.as_tensor(translation, dtype=torch.float32)
-        deltas = t.reshape(-1, 3).expand(len(sels), 3) if t.numel() == 3 else t.reshape(len(sels), 3)
-        if self.method != "shaped":
-            def apply(m, s, k):  # selection k moves by its own translation
-                m.override_offset[s] += deltas[k].to(m.override_offset)
-            return self._direct("move", sels, apply, ["override_offset"])
+        sels = as_selection_list(selections)
+        deltas = per_selection(translation, len(sels))
         with torch.no_grad():
             cur = torch.stack([self.model.decode(index=torch.nonzero(s).flatten().to(self.model.device)).offsets.mean(0)
                                for s in sels]).cpu()
         return self._solve("move", "motion", sels, (cur + deltas).tolist(), channels=[0, 1, 2], iters=3, tol=1e-5)
-
-    def _direct(self, kind, sels, apply, names) -> EditRecord:
-        rec = self._begin(kind, names, method=self.method, selected=[int(s.sum()) for s in sels])
-        with torch.no_grad():
-            for k, s in enumerate(sels):
-                apply(self.model, s.to(self.model.device), k)
-        return self._commit(rec)
 
     def _core(self, selection: torch.Tensor, branch: str, channel: int, view) -> torch.Tensor:
         """The members of ``selection`` whose Jacobian is aligned with the selection's mean
@@ -174,8 +140,7 @@ class SceneEditor:
         """
         m = self.model
         W = m.decoder.perturbable_weight(branch)
-        name = next(k for k, v in self._tensors.items() if v is W)
-        rec = self._begin(kind, [name], branch=branch, selected=[int(s.sum()) for s in sels], targets=targets)
+        rec = self.history.begin(kind, [self.history.name_of(W)], branch=branch, selected=[int(s.sum()) for s in sels], targets=targets)
         tgt = torch.tensor(targets, dtype=W.dtype, device=W.device)  # (K, C)
         idxs = [torch.nonzero(self._core(s, branch, channels[0], view)).flatten().to(W.device) for s in sels]
         rec.info["core"] = [int(i.numel()) for i in idxs]
@@ -207,7 +172,7 @@ class SceneEditor:
             rec.info.update(pinned_groups=best[2], rest_mean_change=best[1])
         final = self._group_means(branch, idxs, channels, view)
         rec.info["achieved"] = final.tolist()
-        return self._commit(rec)
+        return self.history.commit(rec)
 
     def _iterate(self, W, branch: str, idxs: list[torch.Tensor], tgt: torch.Tensor, channels: list[int], n_sel: int,
                  iters: int, tol: float, view) -> float:
@@ -264,11 +229,3 @@ def cosine_kmeans(x: torch.Tensor, k: int, iters: int = 15) -> torch.Tensor:
             if len(members):
                 c[j] = torch.nn.functional.normalize(members.mean(0), dim=0)
     return (u @ c.T).argmax(-1)
-
-
-def _as_list(selections) -> list[torch.Tensor]:
-    sels = [selections] if isinstance(selections, torch.Tensor) else list(selections)
-    for s in sels:
-        if s.dtype != torch.bool or not bool(s.any()):
-            raise InputError("each selection must be a non-empty boolean mask over the Gaussians")
-    return sels

@@ -68,8 +68,7 @@ def keep_gaussians(model, keep: torch.Tensor):
     from structgs.model import SceneModel
 
     keep = keep.to(model.device)
-    new = SceneModel(model.config, int(keep.sum()), dict(model.meta)).to(model.device)
-    state = model.state_dict()
-    per_gaussian = {k for k, v in state.items() if v.ndim >= 1 and v.shape[0] == model.num_gaussians and not k.startswith("decoder.")}
-    new.load_state_dict({k: (v[keep] if k in per_gaussian else v) for k, v in state.items()})
+    new = SceneModel(model.config, int(keep.sum()), dict(model.meta), model.scene).to(model.device)
+    per_gaussian = model.per_gaussian()
+    new.load_state_dict({k: (v[keep] if k in per_gaussian else v) for k, v in model.state_dict().items()})
     return new

@@ -39,7 +39,7 @@ def measure_edits(editor, selection: torch.Tensor, rgb=RECOLOR_TARGET, step=MOVE
                          f"{selection.dtype}")
     if not selection.any() or selection.all():
         raise ValueError("selection must hold some but not all Gaussians")
-    if editor.done or editor.undone:
+    if editor.history.done or editor.history.undone:
         raise ValueError("measure_edits needs an editor with no edit history (call editor.reset() first)")
     start = _state(model)
     sel = selection.to(model.device)

@@ -36,7 +36,7 @@ from structgs.utils.errors import InputError
 log = get_logger("masks")
 
 
-@dataclass
+@dataclass(frozen=True)
 class AssociationConfig:
     """Thresholds of the cross-view association."""
 

@@ -20,7 +20,7 @@ from structgs.masks.base import MaskProposal, mask_iou_matrix
 from structgs.utils.errors import InputError
 
 
-@dataclass
+@dataclass(frozen=True)
 class AutoMaskConfig:
     """Thresholds of the automatic mask generator (SAM 2's defaults where they exist)."""
 

@@ -157,7 +157,7 @@ def _decide(score: torch.Tensor, id_of: torch.Tensor) -> tuple[torch.Tensor, tor
     return labels, conf
 
 
-@dataclass
+@dataclass(frozen=True)
 class ConsensusConfig:
     """Thresholds of the consensus association."""
 

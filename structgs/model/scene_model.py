@@ -23,6 +23,7 @@ from torch import nn
 
 import structgs
 from structgs.decoder import AttributeDecoder, DecoderConfig
+from structgs.model.scene_info import SceneInfo
 from structgs.render.api import RenderOutput, rasterize
 from structgs.scene.cameras import Camera
 from structgs.scene.gaussians import Gaussians, rgb_to_sh_dc
@@ -61,13 +62,39 @@ def fibonacci_directions(n: int = 16) -> torch.Tensor:
     return torch.stack([torch.cos(theta) * torch.sin(phi), torch.sin(theta) * torch.sin(phi), torch.cos(phi)], -1).float()
 
 
+class DirectOverrides(nn.Module):
+    """Per-Gaussian direct edits (the voting baseline's, structgs.edit.direct): a factor on the
+    decoded opacity, a colour that replaces the decoded one where ``color_mask`` is 1, and an
+    offset added to the mean. Identity by default."""
+
+    def __init__(self, num_gaussians: int):
+        super().__init__()
+        n = num_gaussians
+        self.register_buffer("opacity", torch.ones(n))
+        self.register_buffer("color", torch.zeros(n, 3))
+        self.register_buffer("color_mask", torch.zeros(n))
+        self.register_buffer("offset", torch.zeros(n, 3))
+
+    def apply(self, opacity: torch.Tensor, color: torch.Tensor, offsets: torch.Tensor,
+              index: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        def sel(t):
+            return t if index is None else t[index]
+        cm = sel(self.color_mask)[:, None]
+        return opacity * sel(self.opacity), color * (1 - cm) + sel(self.color) * cm, offsets + sel(self.offset)
+
+
+LEGACY_KEYS = {f"override_{k}": f"overrides.{k}" for k in ("opacity", "color", "color_mask", "offset")}
+"""State-dict names of the overrides in runs saved before they were grouped."""
+
+
 class SceneModel(nn.Module):
     """N Gaussians: centroids mu_i and latents f_i (optimised directly) decoded by F_theta."""
 
-    def __init__(self, config: DecoderConfig, num_gaussians: int, meta: dict[str, Any] | None = None):
+    def __init__(self, config: DecoderConfig, num_gaussians: int, meta: dict[str, Any] | None = None,
+                 scene: SceneInfo | None = None):
         super().__init__()
-        self.config = config
-        self.meta: dict[str, Any] = dict(meta or {})
+        self.scene = scene or SceneInfo()  # typed statistics of the fitted scene
+        self.meta: dict[str, Any] = dict(meta or {})  # provenance only: never read when decoding
         n = num_gaussians
         self.centroids = nn.Parameter(torch.zeros(n, 3))
         self.latents = nn.Parameter(torch.zeros(n, config.latent_dim))
@@ -76,11 +103,12 @@ class SceneModel(nn.Module):
         shapes = {"color": (n, 3), "opacity": (n,), "scale": (n, 3), "rotation": (n, 4)}
         self.explicit = nn.ParameterDict({k: nn.Parameter(torch.zeros(v)) for k, v in shapes.items()
                                           if k not in config.branches})
-        # direct per-Gaussian edits (used by edits on voted selections): identity by default
-        self.register_buffer("override_opacity", torch.ones(n))  # multiplies the decoded opacity
-        self.register_buffer("override_color", torch.zeros(n, 3))
-        self.register_buffer("override_color_mask", torch.zeros(n))  # 1: use override_color
-        self.register_buffer("override_offset", torch.zeros(n, 3))  # added to the mean
+        self.overrides = DirectOverrides(n)  # direct per-Gaussian edits (edits on voted selections)
+
+    @property
+    def config(self) -> DecoderConfig:
+        """The decoder's (frozen) config; adding side channels gives the decoder a new one."""
+        return self.decoder.config
 
     @property
     def num_gaussians(self) -> int:
@@ -89,6 +117,31 @@ class SceneModel(nn.Module):
     @property
     def device(self) -> torch.device:
         return self.centroids.device
+
+    # --- per-Gaussian state ---------------------------------------------------------------
+    def per_gaussian(self) -> dict[str, torch.Tensor]:
+        """Every per-Gaussian tensor (first dimension N) by state-dict name: centroids, latents,
+        explicit attributes and direct-edit overrides. Densification, pruning and loading walk
+        this one dict."""
+        tensors = {"centroids": self.centroids, "latents": self.latents}
+        tensors.update({f"explicit.{k}": v for k, v in self.explicit.items()})
+        tensors.update({f"overrides.{k}": v for k, v in self.overrides.named_buffers()})
+        return tensors
+
+    def set_per_gaussian(self, name: str, value: torch.Tensor) -> torch.Tensor:
+        """Replace the per-Gaussian tensor ``name`` (any N): a new Parameter for parameters, a
+        buffer for buffers. Returns what is now stored."""
+        owner_name, _, attr = name.rpartition(".")
+        owner = self.get_submodule(owner_name) if owner_name else self
+        if isinstance(getattr(owner, attr), nn.Parameter):
+            new = nn.Parameter(value)
+            if isinstance(owner, nn.ParameterDict):
+                owner[attr] = new
+            else:
+                setattr(owner, attr, new)
+            return new
+        owner._buffers[attr] = value
+        return value
 
     # --- decoding -----------------------------------------------------------------------
     def view_inputs(self, camera: Camera | None, index: torch.Tensor | None = None) -> torch.Tensor | None:
@@ -115,11 +168,7 @@ class SceneModel(nn.Module):
         scale = out.scale if out.scale is not None else torch.exp(ex["scale"])
         rotation = out.rotation if out.rotation is not None else ex["rotation"]
         offsets = out.motion if out.motion is not None else torch.zeros_like(mu)
-        sel = (lambda t: t) if index is None else (lambda t: t[index])  # noqa: E731
-        opacity = opacity * sel(self.override_opacity)
-        cm = sel(self.override_color_mask)[:, None]
-        color = color * (1 - cm) + sel(self.override_color) * cm
-        offsets = offsets + sel(self.override_offset)
+        opacity, color, offsets = self.overrides.apply(opacity, color, offsets, index)
         return Splats(mu + offsets, rotation, scale, opacity, color, offsets)
 
     def activations(self, branch: str, index: torch.Tensor | None = None, view: torch.Tensor | None = None,
@@ -157,7 +206,7 @@ class SceneModel(nn.Module):
         for d in dirs:
             view = d.expand(self.num_gaussians, 3)
             if self.config.view_inputs == "dir+dist":
-                view = torch.cat([view, torch.full_like(view[:, :1], float(self.meta.get("mean_camera_distance", 4.0)))], -1)
+                view = torch.cat([view, torch.full_like(view[:, :1], self.scene.mean_camera_distance)], -1)
             acc += self.decode(view=view).colors
         return acc / len(dirs)
 
@@ -173,7 +222,7 @@ class SceneModel(nn.Module):
     # --- persistence ----------------------------------------------------------------------
     def config_dict(self) -> dict[str, Any]:
         return {"format": FORMAT, "format_version": FORMAT_VERSION, "structgs_version": structgs.__version__,
-                "num_gaussians": self.num_gaussians, "decoder": self.config.to_dict(),
+                "num_gaussians": self.num_gaussians, "decoder": self.config.to_dict(), "scene": self.scene.to_dict(),
                 "explicit": sorted(self.explicit.keys()), "meta": self.meta}
 
     def save_pretrained(self, directory: str | Path) -> Path:
@@ -221,22 +270,28 @@ class SceneModel(nn.Module):
         if not isinstance(weights, str) or Path(weights).name != weights or not weights.endswith(".safetensors"):
             raise InputError(f"{cfg_path}: field 'weights' must name a .safetensors file in {directory}, got {weights!r}")
         w_path = directory / weights
-        for name, kind in (("num_gaussians", int), ("decoder", dict), ("meta", dict)):
-            if name not in cfg and name != "meta":
+        for name, kind in (("num_gaussians", int), ("decoder", dict), ("meta", dict), ("scene", dict)):
+            if name not in cfg and name not in ("meta", "scene"):
                 raise InputError(f"{cfg_path}: field '{name}' is missing")
             if name in cfg and (not isinstance(cfg[name], kind) or isinstance(cfg[name], bool)):
                 raise InputError(f"{cfg_path}: field '{name}' must be {'an integer' if kind is int else 'an object'}, "
                                  f"got {cfg[name]!r}")
         decoder = DecoderConfig.from_dict(cfg["decoder"], f"{cfg_path}: decoder")
-        model = cls(decoder, cfg["num_gaussians"], cfg.get("meta"))
+        meta = cfg.get("meta") or {}
+        scene = (SceneInfo.from_dict(cfg["scene"], f"{cfg_path}: scene") if "scene" in cfg
+                 else SceneInfo.from_legacy_meta(meta, f"{cfg_path}: meta"))  # runs from before "scene"
+        model = cls(decoder, cfg["num_gaussians"], meta, scene)
         if not w_path.is_file():
             raise MissingFileError(f"{directory}: weights file {weights} (named by {CONFIG_NAME}) is missing")
         try:
             state = load_file(str(w_path))
         except Exception as e:
             raise InputError(f"{w_path}: cannot read weights ({e})") from e
+        for old, new in LEGACY_KEYS.items():
+            if old in state:
+                state[new] = state.pop(old)
         defaults = model.state_dict()
-        for k in [k for k in defaults if k.startswith("override_") and k not in state]:
+        for k in [k for k in defaults if k.startswith("overrides.") and k not in state]:
             state[k] = defaults[k]  # runs saved before direct edits existed: identity overrides
         expected = {k: tuple(v.shape) for k, v in defaults.items()}
         got = {k: tuple(v.shape) for k, v in state.items()}

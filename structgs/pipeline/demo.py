@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from structgs.data.synthetic import SceneSpec, ensure_builtin_scene
-from structgs.edit import SceneEditor, from_pixels
+from structgs.edit import WeightEditor, from_pixels
 from structgs.eval.edits import MOVE_STEP, RECOLOR_TARGET, measure_edits, meets_targets
 from structgs.eval.metrics import iou
 from structgs.model import SceneModel
@@ -26,9 +26,10 @@ from structgs.scene.images import save_rgb
 from structgs.shaping.config import ShapeConfig
 from structgs.pipeline.shape import shape_run
 from structgs.training.config import FitConfig
-from structgs.training.fit import Fitter
+from structgs.pipeline.fit import fit_run
+from structgs.pipeline.runs import has_checkpoint, is_finished_run
 from structgs.utils.device import resolve_device
-from structgs.utils.io import finish_dir_replacement, write_json
+from structgs.utils.io import write_json
 from structgs.utils.log import get_logger
 
 log = get_logger("demo")
@@ -42,15 +43,12 @@ def run_demo(out: Path, seed: int = 0, device: str = "auto", fit_config: FitConf
     scene = ensure_builtin_scene(out / "scene", spec or SceneSpec(seed=seed))
     fitted, shaped = out / "fitted", out / "shaped"
     fit_cfg = fit_config or FitConfig(stage2_iters=100, checkpoint_every=100)
-    for run in (fitted, shaped):  # a kill inside a checkpoint swap: complete or undo it
-        if run.is_dir():
-            finish_dir_replacement(run / "checkpoint")
-    if not (fitted / "fit_report.json").is_file():
-        Fitter(scene, fitted, ply=scene / "gaussians.ply", config=fit_cfg, device=str(dev)).run(
-            resume=(fitted / "checkpoint").is_dir())
-    if not (shaped / "shape_report.json").is_file():
+    if not is_finished_run(fitted):  # a killed demo resumes where it stopped
+        fit_run(scene, fitted, ply=scene / "gaussians.ply", config=fit_cfg, device=str(dev),
+                resume=has_checkpoint(fitted, "fit"))
+    if not is_finished_run(shaped):
         shape_run(fitted, scene / "sam_masks", shaped, shape_config or ShapeConfig(association="overlap"),
-                  device=str(dev), resume=(shaped / "checkpoint").is_dir())
+                  device=str(dev), resume=has_checkpoint(shaped, "shape"))
     import json
 
     fit_report = json.loads((fitted / "fit_report.json").read_text())
@@ -58,7 +56,7 @@ def run_demo(out: Path, seed: int = 0, device: str = "auto", fit_config: FitConf
     model = SceneModel.from_pretrained(shaped, dev)
     ds = load_dataset(scene, masks_dir=scene / "masks")
     labels = torch.from_numpy(np.load(scene / "labels.npy"))
-    editor = SceneEditor(model)
+    editor = WeightEditor(model)
     summary: dict = {"scene": str(scene), "num_gaussians": model.num_gaussians,
                      "fit": {k: fit_report[k] for k in ("psnr_fitted", "psnr_input_ply")},
                      "shaping": {k: shape_report[k] for k in ("fraction_touched", "psnr_before", "psnr_after", "seconds")},
@@ -89,7 +87,7 @@ def run_demo(out: Path, seed: int = 0, device: str = "auto", fit_config: FitConf
     return summary
 
 
-def segment_and_edit(editor: SceneEditor, ds, labels: torch.Tensor, objects: list[int], summary: dict) -> dict:
+def segment_and_edit(editor: WeightEditor, ds, labels: torch.Tensor, objects: list[int], summary: dict) -> dict:
     """Segment every object from one click (its deepest pixel in the training view where it is
     largest; scored on the test views against ``ds.masks_dir``, 3D IoU against ``labels``), then
     every edit on every object from that selection, each undone before the next. Fills

@@ -9,14 +9,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from structgs.edit import SceneEditor, from_file, from_mask, from_pixels
+from structgs.edit import make_editor, from_file, from_mask, from_pixels
 from structgs.edit.selection import load_mask_image
 from structgs.edit.voting import METHODS as VOTING_METHODS
-from structgs.edit.voting import keep_gaussians, prunable, segment_by_voting
+from structgs.edit.segmentation import SegmentationQuery, segmentation
+from structgs.edit.voting import keep_gaussians, prunable
 from structgs.eval.metrics import boundary_iou, iou
-from structgs.model import SceneModel
-from structgs.pipeline.render_views import render_selection_mask, run_dataset
-from structgs.utils.device import resolve_device
+from structgs.pipeline.render_views import render_selection_mask
+from structgs.pipeline.runs import Run, commit_run, refuse_new_run_over
 from structgs.utils.io import ensure_writable_dir, refuse_overwrite, save_npy
 from structgs.utils.log import get_logger
 from structgs.utils.errors import InputError, MissingFileError
@@ -93,35 +93,22 @@ def select(model, ds, spec: SelectionSpec | None, method: str = "shaped", masks_
         seed = spec.seed(model, ds)
         if expand is False:
             return seed
-        return SceneEditor(model).segment(seed, threshold=threshold)
+        return segmentation(method, threshold)(model, SegmentationQuery(seed=seed))
     tid = resolve_target(ds, masks_dir, target, spec)
     cams = [c for c in ds.split("train") if ds.mask_path(c, masks_dir).is_file()]
     if not cams:
         raise MissingFileError(f"{masks_dir}: no masks for the training views")
-    sel = segment_by_voting(model, cams, target_masks(ds, masks_dir, cams, tid), method)
+    query = SegmentationQuery(cameras=tuple(cams), target_masks=tuple(target_masks(ds, masks_dir, cams, tid)))
+    sel = segmentation(method, threshold)(model, query)
     if not sel.any():
         raise InputError(f"{method}: no Gaussian was voted into target {tid}")
     return sel
 
 
 def load(run: Path, data: Path | None = None, device: str = "auto", needs_shaping: bool = False):
-    """The run's model and dataset. ``needs_shaping``: refuse a run ``structgs shape`` never wrote
-    (its decoder was not shaped, so Jacobian cosines mean nothing: a click would select most of
-    the scene and a removal fade all of it)."""
-    model = SceneModel.from_pretrained(run, resolve_device(device))
-    if needs_shaping and model.meta.get("shaping") is None:
-        raise InputError(f"{run}: not a shaped run (its config.json has no meta.shaping); shape it first with "
-                         f"`structgs shape {run} --masks DIR --out SHAPED`, or use --method voting with --masks")
-    return model, run_dataset(model, data)
-
-
-def refuse_new_run_over(out: Path, run: Path, what: str) -> None:
-    """A job that writes a new run never writes into its input run or over an existing one."""
-    if Path(out).resolve() == Path(run).resolve():
-        raise InputError(f"{what} {out} is the input run; {what.split()[0]} writes a new run")
-    if Path(out).exists() and (not Path(out).is_dir() or any(Path(out).iterdir())):
-        raise InputError(f"{what} {out} already exists and is not an empty directory; choose a new path")
-    ensure_writable_dir(out, what.split()[-1])
+    """The run's model and dataset (see ``Run.open``)."""
+    opened = Run.open(run, data, device, needs_shaping=needs_shaping)
+    return opened.model, opened.dataset
 
 
 def segment_command(run: Path, out: Path, spec: SelectionSpec | None, method: str, masks: Path | None,
@@ -147,7 +134,7 @@ def edit_command(run: Path, out: Path, op: str, spec: SelectionSpec | None, meth
     if expand is None:
         expand = spec is None or spec.gaussians is None  # clicks/masks expand to the object, ids are taken as given
     sel = select(model, ds, spec, method, masks, target, expand=expand)
-    editor = SceneEditor(model, method=method)
+    editor = make_editor(model, method)
     if op == "remove":
         rec = editor.remove(sel)
     elif op == "recolor":
@@ -164,8 +151,7 @@ def edit_command(run: Path, out: Path, op: str, spec: SelectionSpec | None, meth
     history.append({"op": op, "method": method, "selected": int(sel.sum()), "rgb": rgb, "translate": translate,
                     "info": {k: v for k, v in rec.info.items() if k in ("achieved", "targets")}})
     model.meta["edits"] = history
-    model.save_pretrained(out)
-    save_npy(Path(out) / "last_selection.npy", sel.numpy())
+    commit_run(out, model, {"last_selection.npy": lambda p: save_npy(p, sel.numpy())})
     log.info("%s %d Gaussians (%s) -> %s", op, int(sel.sum()), method, out)
     return history[-1]
 
@@ -176,7 +162,7 @@ def prune_command(run: Path, out: Path, data: Path | None, device: str) -> dict:
     drop = prunable(model, ds.split("train"))
     pruned = keep_gaussians(model, ~drop)
     pruned.meta["pruned_from"] = {"run": str(Path(run).resolve()), "kept": int((~drop).sum()), "dropped": int(drop.sum())}
-    pruned.save_pretrained(out)
+    commit_run(out, pruned)
     log.info("pruned %d of %d Gaussians (zero contribution in every training view)", int(drop.sum()), drop.numel())
     return pruned.meta["pruned_from"]
 

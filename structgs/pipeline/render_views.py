@@ -7,6 +7,8 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from structgs.model import SceneModel
+from structgs.pipeline.runs import Run, run_dataset
 from structgs.render.api import rasterize, render_gaussians
 from structgs.scene.dataset import load_dataset
 from structgs.scene.gaussians import Gaussians
@@ -14,7 +16,7 @@ from structgs.scene.images import save_rgb
 from structgs.scene.ply import read_ply
 from structgs.utils.device import resolve_device
 from structgs.utils.log import get_logger
-from structgs.utils.errors import InputError, MissingFileError
+from structgs.utils.errors import InputError
 
 log = get_logger("render")
 
@@ -59,31 +61,12 @@ def render_ply_views(data: Path, ply: Path, split: str, out: Path, selection: Pa
     return written
 
 
-def load_run(run: Path, device: torch.device):
-    from structgs.model import SceneModel
-
-    return SceneModel.from_pretrained(run, device)
-
-
-def run_dataset(model, data: Path | None, downscale: float | None = None, background=None):
-    """The dataset a run was fitted on (or ``data``), with the run's background and downscale."""
-    src = data if data is not None else model.meta.get("data")
-    if src is None:
-        raise InputError("this run does not record its dataset; pass --data")
-    if not Path(src).is_dir():
-        raise MissingFileError(f"{src}: the run's dataset directory does not exist; pass --data")
-    bg = tuple(background) if background is not None else tuple(model.meta.get("background", (1.0, 1.0, 1.0)))
-    ds_scale = downscale if downscale is not None else float(model.meta.get("downscale", 1.0))
-    return load_dataset(src, background=bg, downscale=ds_scale)
-
-
 @torch.no_grad()
 def render_run_views(run: Path, split: str, out: Path, data: Path | None = None, selection: Path | None = None,
                      background=None, downscale: float | None = None, backend: str = "auto",
                      device: str = "auto") -> list[Path]:
-    dev = resolve_device(device)
-    model = load_run(run, dev)
-    ds = run_dataset(model, data, downscale, background)
+    opened = Run.open(run, data, device, downscale=downscale, background=background)
+    model, ds, dev = opened.model, opened.dataset, opened.model.device
     sel = load_selection(selection, model.num_gaussians).to(dev) if selection is not None else None
     bg = torch.tensor(ds.background, dtype=torch.float32, device=dev)
     written = []
@@ -102,8 +85,8 @@ def render_run_views(run: Path, split: str, out: Path, data: Path | None = None,
 def export_run(run: Path, out: Path, view: str | None = None, data: Path | None = None) -> Path:
     from structgs.scene.ply import write_ply
 
-    model = load_run(run, torch.device("cpu"))
     if Path(out).resolve().parent == Path(run).resolve() and Path(out).suffix != ".ply":
         raise InputError(f"{out}: export needs a .ply path")
+    model = SceneModel.from_pretrained(run, "cpu")
     cam = run_dataset(model, data).camera(view) if view is not None else None
     return write_ply(model.to_gaussians(cam), out)

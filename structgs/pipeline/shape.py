@@ -9,14 +9,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from structgs.model import SceneModel
-from structgs.pipeline.render_views import run_dataset
+from structgs.pipeline.runs import Run, commit_run, prepare_run_output
 from structgs.scene.dataset import SceneDataset
 from structgs.shaping.config import ShapeConfig
 from structgs.shaping.report import activation_report, test_psnr
-from structgs.shaping.shaper import CHECKPOINT_DIR, Shaper
-from structgs.utils.device import resolve_device
-from structgs.utils.io import ensure_writable_dir, finish_dir_replacement, save_npy, write_json
+from structgs.shaping.shaper import Shaper
+from structgs.utils.io import save_npy, write_json
 from structgs.utils.errors import InputError, MissingFileError
 
 
@@ -44,37 +42,34 @@ def shape_run(run: Path, masks: Path, out: Path, config: ShapeConfig | None = No
         raise InputError(f"--out {out} is the input run; shaping writes a new run")
     if not masks.is_dir():
         raise MissingFileError(f"{masks}: masks directory does not exist")
-    if out.is_dir():  # a kill inside a checkpoint swap: complete or undo it first
-        finish_dir_replacement(out / CHECKPOINT_DIR)
-    if ((out / "config.json").is_file() or (out / CHECKPOINT_DIR).is_dir()) and not resume:
-        raise InputError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
-    if resume and not (out / CHECKPOINT_DIR / "shaper.pt").is_file():
-        raise InputError(f"--resume: {out} holds no shaping checkpoint to resume from")
-    ensure_writable_dir(out)
-    dev = resolve_device(device)
-    model = SceneModel.from_pretrained(run, dev)
-    ds = run_dataset(model, data)
+    checkpointer = prepare_run_output(out, "shape", resume, {"masks directory": masks})
+    fitted = Run.open(run, data, device)
+    model, ds = fitted.model, fitted.dataset
     for cam in ds.split("train"):  # fail early, naming the file, if a mask is missing or the wrong size
         ds.mask(cam, masks)
     gt = load_gt_labels(ds, model.num_gaussians, gt_labels)
     t0 = time.perf_counter()
     psnr_before = test_psnr(model, ds)
-    shaper = Shaper(model, ds, masks, out, cfg, progress)
-    if not (resume and shaper.restore()):
+    shaper = Shaper(model, ds, masks, cfg, checkpointer, progress)
+    if resume:
+        shaper.restore()
+    else:
         shaper.prepare(gt)
     shaper.train()
     elapsed = time.perf_counter() - t0
     model.meta["shaping"] = cfg.to_dict()
-    model.save_pretrained(out)
+    files = {}
     if shaper.labels is not None:
-        save_npy(out / "lifted_labels.npy", shaper.labels.cpu().numpy())
+        files["lifted_labels.npy"] = lambda p: save_npy(p, shaper.labels.cpu().numpy())
     if shaper.confidence is not None:  # how sure the masks were of each Gaussian's object (0 where unlabelled)
-        save_npy(out / "label_confidence.npy", shaper.confidence.cpu().numpy().astype(np.float32))
+        files["label_confidence.npy"] = lambda p: save_npy(p, shaper.confidence.cpu().numpy().astype(np.float32))
     report = {"config": cfg.to_dict(), "lifting": shaper.lift_info, "fraction_touched": shaper.touched_fraction,
               "psnr_before": psnr_before, "psnr_after": test_psnr(model, ds), "seconds": elapsed,
               "branches": shaper.branches}
     report["psnr_drop"] = report["psnr_before"] - report["psnr_after"]
     if gt is not None:
-        report["activation_cosine"] = activation_report(model, gt.to(dev), ds.split("train")[:4], shaper.branches)
-    write_json(out / "shape_report.json", report)
+        report["activation_cosine"] = activation_report(model, gt.to(model.device), ds.split("train")[:4],
+                                                        shaper.branches)
+    files["shape_report.json"] = lambda p: write_json(p, report)
+    commit_run(out, model, files)
     return report

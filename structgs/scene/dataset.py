@@ -89,6 +89,11 @@ class SceneDataset:
         mid = centers.mean(0)
         return mid, float((centers - mid).norm(dim=1).max()) * 1.1
 
+    def mean_camera_distance(self) -> float:
+        """Mean distance of the cameras from the centre of the camera centres."""
+        centers = torch.stack([c.center for c in self.all_cameras])
+        return float((centers - centers.mean(0)).norm(dim=1).mean())
+
 
 def detect_format(root: Path) -> str:
     """``blender`` if transforms_*.json exist, ``colmap`` if sparse/0 exists, else an error."""

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from structgs.masks.fill import FillConfig
 from structgs.utils.errors import InputError
 
 
-@dataclass
+@dataclass(frozen=True)
 class ShapeConfig:
     """How ``structgs shape`` fine-tunes a fitted decoder (docs/method.md §3)."""
 
@@ -146,7 +147,7 @@ class ShapeConfig:
     """Random seed."""
 
     def __post_init__(self) -> None:
-        self.branches = tuple(self.branches)
+        object.__setattr__(self, "branches", tuple(self.branches))  # frozen: normalise once, at construction
         checks = {"association": ("tracked", "overlap", "none"), "objective": ("activation", "jacobian"),
                   "sampling": ("uniform", "fps"), "recon": ("attributes", "photometric")}
         for name, allowed in checks.items():
@@ -174,6 +175,12 @@ class ShapeConfig:
         if self.association == "none" and self.objective == "jacobian":
             raise InputError("shape: the tracker-free mode (association none) shapes activations only; the "
                              "JacobiGS baseline (objective jacobian) needs association tracked or overlap")
+
+    @property
+    def fill(self) -> FillConfig:
+        """The lifted labels' trust and fill rule, from this config's fields."""
+        return FillConfig(min_confidence=self.min_confidence, min_views=self.min_views, knn=self.fill_knn,
+                          color_weight=self.fill_color_weight)
 
     @property
     def temperature(self) -> float:

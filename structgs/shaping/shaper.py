@@ -19,7 +19,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from structgs.model import SceneModel
 from structgs.render.api import rasterize
@@ -27,18 +26,17 @@ from structgs.scene.dataset import SceneDataset
 from structgs.shaping.config import ShapeConfig
 from structgs.utils.knn import knn_indices
 from structgs.masks.consensus import consensus_labels, noise_report
-from structgs.masks.fill import FillConfig, fill_labels
+from structgs.masks.fill import fill_labels
 from structgs.shaping.lifting import UNLABELLED, lift_masks, lift_per_view, matched_accuracy, needs_rest_label
 from structgs.shaping.losses import (jacobian_features, knn_smoothness, pair_consensus, same_object_neighbours,
                                      supervised_infonce)
 from structgs.shaping.sampling import sample_pool
-from structgs.training.losses import photometric_loss, quaternion_distance
-from structgs.utils.io import replace_dir_atomically
+from structgs.training.loop import Checkpointer, TrainerState, run_stage
+from structgs.training.losses import attribute_l1, photometric_loss
 from structgs.utils.log import get_logger
 from structgs.utils.errors import InputError
 
 log = get_logger("shaping")
-CHECKPOINT_DIR = "checkpoint"
 
 
 def branch_features(model: SceneModel, branch: str, index: torch.Tensor, view: torch.Tensor | None,
@@ -51,17 +49,15 @@ def branch_features(model: SceneModel, branch: str, index: torch.Tensor, view: t
 
 def attribute_distillation(student, teacher) -> torch.Tensor:
     """L1 on decoded attributes vs the frozen fitted decoder (L_recon without rendering)."""
-    loss = (student.colors - teacher.colors).abs().mean() + (student.opacities - teacher.opacities).abs().mean()
-    loss = loss + 0.5 * (student.scales.log() - teacher.scales.log()).abs().mean()
-    loss = loss + quaternion_distance(student.quats, teacher.quats) + (student.offsets - teacher.offsets).abs().mean()
-    return loss
+    return attribute_l1(student.colors, student.opacities, student.scales.log(), student.quats, teacher.colors,
+                        teacher.opacities, teacher.scales.log(), teacher.quats, student.offsets, teacher.offsets)
 
 
 class Shaper:
-    def __init__(self, model: SceneModel, dataset: SceneDataset, masks_dir: Path, out: Path,
-                 config: ShapeConfig | None = None, progress: bool = True):
+    def __init__(self, model: SceneModel, dataset: SceneDataset, masks_dir: Path, config: ShapeConfig | None = None,
+                 checkpointer: Checkpointer | None = None, progress: bool = True):
         self.cfg = config or ShapeConfig()
-        self.model, self.ds, self.masks_dir, self.out = model, dataset, Path(masks_dir), Path(out)
+        self.model, self.ds, self.masks_dir, self.checkpointer = model, dataset, Path(masks_dir), checkpointer
         self.progress = progress
         self.device = model.device
         self.branches = list(self.cfg.branches) or list(model.decoder.branches.keys())
@@ -72,7 +68,10 @@ class Shaper:
         self.bg = torch.tensor(dataset.background, dtype=torch.float32, device=self.device)
         self.teacher = copy.deepcopy(model).eval().requires_grad_(False)
         self.gen = torch.Generator().manual_seed(self.cfg.seed)
-        self.step = 0
+        self.stage, self.step = "shape", 0
+        self.repair_opt: torch.optim.Optimizer | None = None
+        self._repair_state: dict | None = None
+        self._frozen: list[torch.nn.Parameter] = []
         self.labels: torch.Tensor | None = None
         self.pool: torch.Tensor | None = None
         self.touched = torch.zeros(model.num_gaussians, dtype=torch.bool, device=self.device)
@@ -110,9 +109,8 @@ class Shaper:
             if cfg.fill_knn > 0:
                 with torch.no_grad():
                     colors = self.model.view_independent_colors()
-                fill = FillConfig(cfg.min_confidence, cfg.min_views, cfg.fill_knn, cfg.fill_color_weight)
                 labels = fill_labels(labels, lift.confidence.to(labels.device), lift.views.to(labels.device),
-                                     self.model.centroids.detach(), colors, fill)
+                                     self.model.centroids.detach(), colors, cfg.fill)
                 self.lift_info["coverage_filled"] = float((labels >= 0).float().mean())
                 if gt_labels is not None:
                     self.lift_info["accuracy_filled"] = matched_accuracy(labels.cpu(), gt_labels.cpu())
@@ -311,30 +309,40 @@ class Shaper:
             target = self.teacher.decode(index=idx, view=view)
         return attribute_distillation(self.model.decode(index=idx, view=view), target)
 
-    # --- loop ---------------------------------------------------------------------------
+    # --- loop (structgs.training.loop) ---------------------------------------------------
     def train(self) -> None:
+        """Run the remaining stages: shaping, then (fine-tune mode) the repair pass."""
         cfg = self.cfg
-        bar = tqdm(range(self.step, cfg.iters), desc=f"shaping ({cfg.association}, {cfg.objective})",
-                   disable=not self.progress, initial=self.step, total=cfg.iters)
-        for self.step in bar:
-            for g in self.opt.param_groups:
-                g["lr"] = cfg.learning_rate * 0.1 ** (self.step / max(cfg.iters, 1))
-            cam = self.cams[int(torch.randint(len(self.cams), (1,), generator=self.gen))]
-            parts = self._step_tracker_free(cam) if cfg.association == "none" else self._step_lifted(cam)
-            loss = cfg.lambda_recon * parts["recon"] + cfg.lambda_mi * parts["mi"] + cfg.lambda_reg * parts["reg"]
-            if loss.requires_grad:  # else nothing to learn from this view (its masks label no Gaussian)
-                self.opt.zero_grad(set_to_none=True)
-                loss.backward()
-                self.opt.step()
-            if self.step % 10 == 0:
-                bar.set_postfix(mi=f"{parts['mi'].item():.3f}", reg=f"{parts['reg'].item():.3f}",
-                                recon=f"{parts['recon'].item():.4f}", touched=f"{self.touched_fraction:.1%}")
-            if cfg.checkpoint_every and (self.step + 1) % cfg.checkpoint_every == 0 and self.step + 1 < cfg.iters:
-                self.step += 1
+        if self.stage == "shape":
+            run_stage(self._shape_step, start=self.step, total=cfg.iters, optimizers=[self.opt],
+                      desc=f"shaping ({cfg.association}, {cfg.objective})", progress=self.progress,
+                      checkpoint=self._checkpoint_at, checkpoint_every=cfg.checkpoint_every)
+            self.stage, self.step = "repair", 0
+            if self._repairs:
                 self.checkpoint()
-                self.step -= 1
-        self.step = cfg.iters
-        self.repair()
+        if self.stage == "repair":
+            if self._repairs:
+                self._start_repair()
+                run_stage(self._repair_step, start=self.step, total=cfg.repair_iters, optimizers=[self.repair_opt],
+                          desc="shaping (repair)", progress=self.progress, checkpoint=self._checkpoint_at,
+                          checkpoint_every=cfg.checkpoint_every, postfix_every=20)
+                for p in self._frozen:
+                    p.requires_grad_(True)
+            self.stage, self.step = "done", 0
+
+    def _random_camera(self):
+        return self.cams[int(torch.randint(len(self.cams), (1,), generator=self.gen))]
+
+    def _shape_step(self, step: int) -> dict:
+        cfg = self.cfg
+        cam = self._random_camera()
+        parts = self._step_tracker_free(cam) if cfg.association == "none" else self._step_lifted(cam)
+        loss = cfg.lambda_recon * parts["recon"] + cfg.lambda_mi * parts["mi"] + cfg.lambda_reg * parts["reg"]
+        if loss.requires_grad:  # else nothing to learn from this view (its masks label no Gaussian)
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
+        return {**{k: v.detach() for k, v in parts.items()}, "touched": f"{self.touched_fraction:.1%}"}
 
     def _post_activation_parameters(self) -> list[torch.nn.Parameter]:
         params = []
@@ -347,63 +355,66 @@ class Shaper:
                 params += list(mlp.parameters())
         return params
 
-    def repair(self) -> None:
-        """Restore attributes with the shaped activations frozen (see ShapeConfig.repair_iters)."""
-        cfg = self.cfg
-        if cfg.repair_iters <= 0 or self.side:
-            return
+    @property
+    def _repairs(self) -> bool:
+        """The fine-tune mode repairs the attributes; the side channel cannot change them."""
+        return self.cfg.repair_iters > 0 and not self.side
+
+    def _start_repair(self) -> None:
+        """Restore attributes with the shaped activations frozen (see ShapeConfig.repair_iters):
+        only the layers after the perturbable one (and unshaped branches) train."""
         params = self._post_activation_parameters()
-        opt = torch.optim.Adam(params, lr=cfg.learning_rate)
-        frozen = [p for p in self.model.decoder.parameters() if all(p is not q for q in params)]
-        for p in frozen:
+        self._frozen = [p for p in self.model.decoder.parameters() if all(p is not q for q in params)]
+        for p in self._frozen:
             p.requires_grad_(False)
-        bar = tqdm(range(cfg.repair_iters), desc="shaping (repair)", disable=not self.progress)
-        for it in bar:
-            for g in opt.param_groups:
-                g["lr"] = cfg.learning_rate * 0.1 ** (it / cfg.repair_iters)
-            cam = self.cams[int(torch.randint(len(self.cams), (1,), generator=self.gen))]
-            pos = torch.randperm(self.pool.numel(), generator=self.gen)[: cfg.batch * 4].to(self.device)
-            idx = self.pool[pos]
-            loss = self._recon(cam, idx, self.model.view_inputs(cam, idx))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if it % 20 == 0:
-                bar.set_postfix(recon=f"{loss.item():.4f}")
-        for p in frozen:
-            p.requires_grad_(True)
+        self.repair_opt = torch.optim.Adam(params, lr=self.cfg.learning_rate)
+        if self._repair_state is not None:  # resumed inside the repair pass
+            self.repair_opt.load_state_dict(self._repair_state)
+            self._repair_state = None
+
+    def _repair_step(self, step: int) -> dict:
+        cam = self._random_camera()
+        pos = torch.randperm(self.pool.numel(), generator=self.gen)[: self.cfg.batch * 4].to(self.device)
+        idx = self.pool[pos]
+        loss = self._recon(cam, idx, self.model.view_inputs(cam, idx))
+        self.repair_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.repair_opt.step()
+        return {"recon": loss.detach()}
 
     @property
     def touched_fraction(self) -> float:
         return float(self.touched.float().mean())
 
-    # --- checkpoints --------------------------------------------------------------------
+    # --- checkpoints (structgs.training.loop.Checkpointer) -------------------------------------
+    def _checkpoint_at(self, step: int) -> None:
+        self.step = step
+        self.checkpoint()
+
     def checkpoint(self) -> None:
-        state = {"step": self.step, "gen": self.gen.get_state(),
-                 "opt": self.opt.state_dict(), "labels": self.labels, "pool": self.pool, "pool_knn": self.pool_knn,
-                 "touched": self.touched, "lift_info": self.lift_info, "teacher": self.teacher.state_dict(),
-                 "view_labels": getattr(self, "view_labels", None),
-                 "confidence": self.confidence}
+        if self.checkpointer is None:
+            return
+        optimizers = {"shape": self.opt.state_dict()}
+        if self.repair_opt is not None:
+            optimizers["repair"] = self.repair_opt.state_dict()
+        extra = {"labels": self.labels, "pool": self.pool, "pool_knn": self.pool_knn, "touched": self.touched,
+                 "lift_info": self.lift_info, "teacher": self.teacher.state_dict(),
+                 "view_labels": getattr(self, "view_labels", None), "confidence": self.confidence}
+        self.checkpointer.save(self.model, TrainerState(self.stage, self.step, self.gen.get_state(), optimizers, extra))
 
-        def write(tmp: Path) -> None:
-            self.model.save_pretrained(tmp)
-            torch.save(state, tmp / "shaper.pt")
-
-        replace_dir_atomically(self.out / CHECKPOINT_DIR, write)
-
-    def restore(self) -> bool:
-        ck = self.out / CHECKPOINT_DIR
-        if not (ck / "shaper.pt").is_file():
-            return False
-        loaded = SceneModel.from_pretrained(ck, self.device)
-        self.model.load_state_dict(loaded.state_dict())
-        st = torch.load(ck / "shaper.pt", map_location=self.device, weights_only=False)
+    def restore(self) -> None:
+        """Continue from the checkpointer's checkpoint (weights, optimizers, RNG, labels, pool)."""
+        ck = self.checkpointer
+        self.model.load_state_dict(ck.load_model(self.device).state_dict())
+        state = ck.load_state(self.device)
+        st = state.extra
         self.teacher.load_state_dict(st["teacher"])
-        self.opt.load_state_dict(st["opt"])
-        self.step, self.labels, self.pool, self.pool_knn = st["step"], st["labels"], st["pool"], st["pool_knn"]
+        self.opt.load_state_dict(state.optimizers["shape"])
+        self._repair_state = state.optimizers.get("repair")
+        self.stage, self.step = state.stage, state.step
+        self.labels, self.pool, self.pool_knn = st["labels"], st["pool"], st["pool_knn"]
         self.touched, self.lift_info, self.confidence = st["touched"], st["lift_info"], st["confidence"]
         if st.get("view_labels") is not None:
             self._set_view_labels(st["view_labels"])
-        self.gen.set_state(st["gen"])
-        log.info("resuming shaping at step %d", self.step)
-        return True
+        self.gen.set_state(state.generator)
+        log.info("resuming shaping at %s step %d", self.stage, self.step)

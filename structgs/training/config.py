@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 from structgs.decoder import DecoderConfig
 
 
-@dataclass
+@dataclass(frozen=True)
 class DensifyConfig:
     """Densify/prune policy for training from a point cloud (``--init``)."""
 
@@ -27,7 +27,7 @@ class DensifyConfig:
     """Never grow beyond this many Gaussians."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class FitConfig:
     """How ``structgs fit`` trains a scene model."""
 

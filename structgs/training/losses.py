@@ -19,3 +19,16 @@ def quaternion_distance(q: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Mean 1 - |<q, t>| of unit quaternions (sign-invariant)."""
     t = target / target.norm(dim=-1, keepdim=True).clamp_min(1e-12)
     return (1 - (q * t).sum(-1).abs()).mean()
+
+
+def attribute_l1(colors: torch.Tensor, opacities: torch.Tensor, log_scales: torch.Tensor, quats: torch.Tensor,
+                 target_colors: torch.Tensor, target_opacities: torch.Tensor, target_log_scales: torch.Tensor,
+                 target_quats: torch.Tensor, offsets: torch.Tensor | None = None,
+                 target_offsets: torch.Tensor | None = None) -> torch.Tensor:
+    """L1 between decoded attributes and targets (half weight on log-scales, the sign-invariant
+    quaternion distance for rotations): fitting's stage 1 and shaping's L_recon without rendering."""
+    loss = (colors - target_colors).abs().mean() + (opacities - target_opacities).abs().mean()
+    loss = loss + 0.5 * (log_scales - target_log_scales).abs().mean() + quaternion_distance(quats, target_quats)
+    if offsets is not None:
+        loss = loss + (offsets - target_offsets).abs().mean()
+    return loss

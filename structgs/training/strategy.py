@@ -16,21 +16,6 @@ from structgs.utils.log import get_logger
 log = get_logger("strategy")
 
 
-def per_gaussian_parameters(model: SceneModel) -> dict[str, torch.nn.Parameter]:
-    params = {"centroids": model.centroids, "latents": model.latents}
-    params.update({f"explicit.{k}": v for k, v in model.explicit.items()})
-    return params
-
-
-def _replace(model: SceneModel, name: str, value: torch.Tensor) -> torch.nn.Parameter:
-    p = torch.nn.Parameter(value)
-    if name.startswith("explicit."):
-        model.explicit[name.split(".", 1)[1]] = p
-    else:
-        setattr(model, name, p)
-    return p
-
-
 @torch.no_grad()
 def reindex_gaussians(model: SceneModel, optimizers: list[torch.optim.Optimizer], index: torch.Tensor,
                       num_kept: int, position_jitter: torch.Tensor | None = None) -> None:
@@ -40,14 +25,13 @@ def reindex_gaussians(model: SceneModel, optimizers: list[torch.optim.Optimizer]
     same indexing, zeroed for duplicates so they move freely.
     """
     fresh = torch.arange(index.numel(), device=index.device) >= num_kept
-    for name, buf in list(model.named_buffers()):
-        if name.startswith("override_"):  # per-Gaussian direct-edit buffers follow the same indexing
-            model._buffers[name] = buf[index].clone()
-    for name, old in per_gaussian_parameters(model).items():
+    for name, old in model.per_gaussian().items():  # parameters and direct-edit buffers alike
         value = old.detach()[index].clone()
         if name == "centroids" and position_jitter is not None:
             value = value + position_jitter
-        new = _replace(model, name, value)
+        new = model.set_per_gaussian(name, value)
+        if not isinstance(old, torch.nn.Parameter):
+            continue
         for opt in optimizers:
             for group in opt.param_groups:
                 for k, p in enumerate(group["params"]):
