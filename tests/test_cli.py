@@ -113,7 +113,19 @@ def test_train_py_fits_and_shapes(small_scene_dir, tmp_path):
                         "--stage2-iters", "3", "--masks", str(small_scene_dir / "masks"), "--shape-iters", "5"],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    assert (tmp_path / "run" / "config.json").is_file() and (tmp_path / "run-shaped" / "shape_report.json").is_file()
+    # train.py is `structgs fit` then `structgs shape`: the same runs as the pipeline's jobs called directly
+    from helpers import same_weights
+    from structgs.pipeline.fit import fit_run
+    from structgs.pipeline.shape import shape_run
+    from structgs.shaping.config import ShapeConfig
+    from structgs.training.config import FitConfig
+
+    fit_run(small_scene_dir, tmp_path / "ref", ply=small_scene_dir / "gaussians.ply",
+            config=FitConfig(stage1_iters=60, stage2_iters=3), device="cpu", progress=False)
+    same_weights(tmp_path / "run", tmp_path / "ref")
+    shape_run(tmp_path / "ref", small_scene_dir / "masks", tmp_path / "ref-shaped", ShapeConfig(iters=5), device="cpu",
+              progress=False)
+    same_weights(tmp_path / "run-shaped", tmp_path / "ref-shaped")
 
 
 def test_shape_cli_tracker_free_from_per_view_ids(fitted_small_run, small_scene_dir, tmp_path):
