@@ -23,14 +23,15 @@ def test_voting_recovers_objects_in_3d(loaded):
     cams = ds.split("train")
     from structgs.pipeline.edit_ops import evaluate_selection
 
+    # 2D test mIoU of the rendered selection (64x64 views); measured per object (2, 3, 4):
+    # voting 98.6 / 97.9 / 99.3, projection 96.8 / 97.9 / 98.2, binary 87.8 / 78.1 / 97.9
+    floors = {"voting": 85, "projection": 85, "binary": 65}
     for target in (2, 3, 4):
         masks = [ds.mask(c) == target for c in cams]
-        sel = segment_by_voting(model, cams, masks, "voting")
-        res = evaluate_selection(model, ds, ds.masks_dir, "test", target, sel)
-        assert res["miou"] > 85, (target, res)  # 2D test mIoU of the rendered selection (64x64 views)
-    proj = segment_by_voting(model, cams, [ds.mask(c) == 2 for c in cams], "projection")
-    binary = segment_by_voting(model, cams, [ds.mask(c) == 2 for c in cams], "binary")
-    assert proj.any() and binary.any()
+        for method, floor in floors.items():
+            sel = segment_by_voting(model, cams, masks, method)
+            res = evaluate_selection(model, ds, ds.masks_dir, "test", target, sel)
+            assert res["miou"] > floor, (target, method, res)
 
 
 def test_pruning_is_lossless(loaded):
