@@ -65,8 +65,15 @@ class Op(str, Enum):
 
 
 @app.callback()
-def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False) -> None:
+def _main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads (default: the cores this process may run "
+                                                        "on, from its affinity mask; OMP_NUM_THREADS if set).")] = None,
+) -> None:
+    from structgs.utils.threads import configure_threads
+
     setup_cli_logging(verbose)
+    log.debug("using %d CPU threads", configure_threads(threads))
 
 
 @app.command()
@@ -446,6 +453,9 @@ def masks(
 def main(argv: list[str] | None = None) -> None:
     import sys
 
+    from structgs.utils.threads import prefer_passive_waiting
+
+    prefer_passive_waiting()  # before torch is imported: OpenMP threads sleep instead of spinning
     try:
         app(args=_fold_pixel_args(sys.argv[1:] if argv is None else list(argv)))
     except StructGSError as e:

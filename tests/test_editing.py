@@ -218,3 +218,24 @@ def test_weight_and_direct_edits_share_one_undo_stack(shaped):
         make_editor(model, "magic")
     with pytest.raises(ValueError, match="takes no options"):
         make_editor(model, "voting", threshold=0.3)
+
+
+def test_the_shaped_run_carries_a_matching_activation_cache(shaped):
+    """``structgs shape`` writes the segmentation branch's unit activations with the run; they
+    match its model, and shaped scores read from them equal the exact Jacobian cosines."""
+    from structgs.edit.jacobian import default_segmentation_branch, jacobian_cosine
+    from structgs.model.activation_cache import ActivationCache
+    from structgs.pipeline.runs import Run
+
+    out, model, ds, labels = shaped
+    branch = default_segmentation_branch(model)
+    cache = ActivationCache.load(out / f"activations-{branch}.safetensors")
+    assert cache.branch == branch and cache.matches(model) and cache.unit.shape[0] == model.num_gaussians
+    opened = Run.open(out, device="cpu")
+    assert opened.model.activation_caches[branch].fingerprint == cache.fingerprint
+    for k in (2, 3, 4):
+        seed = torch.zeros(model.num_gaussians, dtype=torch.bool)
+        seed[torch.nonzero(labels == k).flatten()[:3]] = True
+        exact = jacobian_cosine(opened.model, seed, use_cache=False)
+        cached = jacobian_cosine(opened.model, seed)
+        assert (cached - exact).abs().max() < 1e-5, k

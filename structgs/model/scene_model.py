@@ -23,6 +23,7 @@ from torch import nn
 
 import structgs
 from structgs.decoder import AttributeDecoder, DecoderConfig
+from structgs.model.activation_cache import ActivationCache
 from structgs.model.scene_info import SceneInfo
 from structgs.render.api import RenderOutput, rasterize
 from structgs.scene.cameras import Camera
@@ -104,6 +105,9 @@ class SceneModel(nn.Module):
         self.explicit = nn.ParameterDict({k: nn.Parameter(torch.zeros(v)) for k, v in shapes.items()
                                           if k not in config.branches})
         self.overrides = DirectOverrides(n)  # direct per-Gaussian edits (edits on voted selections)
+        # unit activations per branch for fast shaped segmentation; each checks it still matches
+        # this model before use (structgs.model.activation_cache), so a stale one is never read
+        self.activation_caches: dict[str, ActivationCache] = {}
 
     @property
     def config(self) -> DecoderConfig:

@@ -17,11 +17,15 @@ from typing import Callable
 import torch
 
 from structgs.model import SceneModel
+from structgs.model.activation_cache import CACHE_NAME, ActivationCache
 from structgs.scene.dataset import SceneDataset, load_dataset
 from structgs.training.loop import Checkpointer
 from structgs.utils.device import resolve_device
 from structgs.utils.errors import InputError, MissingFileError
 from structgs.utils.io import ensure_writable_dir
+from structgs.utils.log import get_logger
+
+log = get_logger("runs")
 
 CONFIG = "config.json"
 
@@ -68,6 +72,7 @@ class Run:
                              f"finish it with --resume")
         dev = device if isinstance(device, torch.device) else resolve_device(device)
         model = SceneModel.from_pretrained(path, dev)
+        load_activation_caches(path, model)
         if needs_shaping and model.meta.get("shaping") is None:
             raise InputError(f"{path}: not a shaped run (its config.json has no meta.shaping); shape it first with "
                              f"`structgs shape {path} --masks DIR --out SHAPED`, or use --method voting with --masks")
@@ -105,10 +110,26 @@ def refuse_new_run_over(out: Path, run: Path, what: str) -> None:
     ensure_writable_dir(out, what.split()[-1])
 
 
+def load_activation_caches(path: Path, model: SceneModel) -> None:
+    """Attach the run's activation caches that still match its model (a stale one is left out
+    and rebuilt by the first query that needs it)."""
+    for f in sorted(Path(path).glob(CACHE_NAME.format(branch="*"))):
+        cache = ActivationCache.load(f, model.device)
+        if cache.branch in model.decoder.branches and cache.matches(model):
+            model.activation_caches[cache.branch] = cache
+        else:
+            log.warning("%s does not match the run's model; it will be rebuilt when needed", f)
+
+
 def commit_run(out: str | Path, model: SceneModel, files: dict[str, Callable[[Path], object]] | None = None) -> Path:
-    """Write ``files`` (name -> writer of that path, each atomic), then the model: its
-    ``config.json`` is the run's commit point, so readers never see a run missing its files."""
+    """Write ``files`` (name -> writer of that path, each atomic) and the model's activation
+    caches that match it, then the model: its ``config.json`` is the run's commit point, so
+    readers never see a run missing its files."""
     out = Path(out)
-    for name, write in (files or {}).items():
+    files = dict(files or {})
+    for branch, cache in model.activation_caches.items():
+        if cache.matches(model):
+            files[CACHE_NAME.format(branch=branch)] = cache.save
+    for name, write in files.items():
         write(out / name)
     return model.save_pretrained(out)

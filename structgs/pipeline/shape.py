@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from structgs.edit.jacobian import activation_cache, default_segmentation_branch
 from structgs.pipeline.runs import Run, commit_run, prepare_run_output
 from structgs.scene.dataset import SceneDataset
 from structgs.shaping.config import ShapeConfig
@@ -71,5 +72,6 @@ def shape_run(run: Path, masks: Path, out: Path, config: ShapeConfig | None = No
         report["activation_cosine"] = activation_report(model, gt.to(model.device), ds.split("train")[:4],
                                                         shaper.branches)
     files["shape_report.json"] = lambda p: write_json(p, report)
+    activation_cache(model, default_segmentation_branch(model))  # shaped queries read it (one pass over N x d)
     commit_run(out, model, files)
     return report

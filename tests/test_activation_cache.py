@@ -1,0 +1,90 @@
+"""The activation cache: shaped scores from one pass over cached unit activations equal the
+exact Jacobian cosines, for every cacheable branch; stale caches are never read."""
+
+import pytest
+import torch
+
+from structgs.decoder import DecoderConfig
+from structgs.edit.jacobian import jacobian_cosine
+from structgs.model import SceneModel
+from structgs.model.activation_cache import ActivationCache, activation_fingerprint, cacheable
+
+
+def _model(n=400):
+    torch.manual_seed(0)
+    m = SceneModel(DecoderConfig(position_frequencies=2, hidden_width=32), n)
+    with torch.no_grad():
+        m.centroids.normal_()
+        m.latents.normal_()
+        for mlp in m.decoder.branches.values():  # the motion branch starts at zero: give it a function
+            torch.nn.init.normal_(mlp.layers[-1].weight, std=0.3)
+    m.decoder.add_side_channels(["motion", "opacity"], 8, norm=2.0)
+    with torch.no_grad():
+        for b in ("motion", "opacity"):
+            w = m.decoder.perturbable_weight(b)
+            w[:, -8:] = torch.randn_like(w[:, -8:])
+    return m
+
+
+def test_cached_scores_equal_the_exact_jacobian_cosines():
+    m = _model()
+    sel = torch.zeros(m.num_gaussians, dtype=torch.bool)
+    sel[:30] = True
+    for branch, channels in (("motion", [0, 2]), ("opacity", [0]), ("color", [1]), ("scale", [0])):
+        assert cacheable(m, branch)
+        for c in channels:
+            m.activation_caches.clear()
+            exact = _cache_free_scores(m, sel, branch, c)
+            assert branch not in m.activation_caches
+            cached = jacobian_cosine(m, sel, branch, c)
+            assert branch in m.activation_caches
+            assert exact.std() > 0.05  # the scores differ between Gaussians (0.09-0.3 here)
+            assert (cached - exact).abs().max() < 1e-5, (branch, c)
+    assert not cacheable(m, "rotation")  # the quaternion normalisation couples its channels
+    jacobian_cosine(m, sel, "rotation")
+    assert "rotation" not in m.activation_caches
+
+
+def _cache_free_scores(m, sel, branch, channel):
+    return jacobian_cosine(m, sel, branch, channel, use_cache=False)
+
+
+def test_edits_keep_the_cache_and_any_change_before_the_perturbable_layer_rebuilds_it(tmp_path):
+    m = _model()
+    sel = torch.zeros(m.num_gaussians, dtype=torch.bool)
+    sel[50:90] = True
+    jacobian_cosine(m, sel, "motion")
+    cache = m.activation_caches["motion"]
+    with torch.no_grad():  # an edit: the perturbable layer changes, the activations do not
+        m.decoder.perturbable_weight("motion").add_(0.1)
+    assert cache.matches(m)
+    jacobian_cosine(m, sel, "motion")
+    assert m.activation_caches["motion"] is cache
+    with torch.no_grad():  # the latents (or any layer before the perturbable one) change: stale
+        m.latents[0].add_(1.0)
+    assert not cache.matches(m)
+    scores = jacobian_cosine(m, sel, "motion")
+    assert m.activation_caches["motion"] is not cache
+    assert (scores - _cache_free_scores(m, sel, "motion", 0)).abs().max() < 1e-5
+    # persisted: a reload matches the same model and is refused by another
+    path = m.activation_caches["motion"].save(tmp_path / "activations-motion.safetensors")
+    loaded = ActivationCache.load(path)
+    assert loaded.fingerprint == activation_fingerprint(m, "motion") and loaded.matches(m)
+    assert torch.equal(loaded.unit, m.activation_caches["motion"].unit)
+    other = _model()
+    with torch.no_grad():
+        other.centroids.add_(0.01)
+    assert not loaded.matches(other)
+    with pytest.raises(ValueError, match="not an activation cache|cannot read"):
+        (tmp_path / "bad.safetensors").write_bytes(b"not a file")
+        ActivationCache.load(tmp_path / "bad.safetensors")
+
+
+def test_float16_cache_scores_within_half_precision():
+    m = _model()
+    sel = torch.zeros(m.num_gaussians, dtype=torch.bool)
+    sel[100:140] = True
+    exact = _cache_free_scores(m, sel, "motion", 0)
+    m.activation_caches["motion"] = ActivationCache.build(m, "motion", dtype=torch.float16)
+    half = jacobian_cosine(m, sel, "motion")
+    assert (half - exact).abs().max() < 2e-3
