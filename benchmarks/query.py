@@ -1,4 +1,6 @@
-"""Shaped segmentation query time vs N (10k ... 1M Gaussians) next to one voting query.
+"""Shaped segmentation query time vs N (10k ... 1M Gaussians) next to one voting query:
+recomputing every activation through the decoder (the exact path) vs one pass over the
+activation cache (float32), and the cache's one-time build.
 
     python benchmarks/query.py [--workdir /tmp/structgs-bench] [--run RUN]
 
@@ -27,7 +29,7 @@ def main() -> None:
     import torch
 
     from structgs.decoder import DecoderConfig
-    from structgs.edit import WeightEditor
+    from structgs.edit.jacobian import activation_cache, default_segmentation_branch, jacobian_cosine
     from structgs.edit.voting import segment_by_voting
     from structgs.model import SceneModel
     from structgs.scene import load_dataset
@@ -45,7 +47,8 @@ def main() -> None:
     segment_by_voting(model, cams, masks, "voting")
     t_vote = time.perf_counter() - t0
     print(f"one voting query on the built-in scene ({model.num_gaussians} Gaussians, {len(cams)} views): {t_vote:.3f} s")
-    print(f"{'N':>9} {'shaped query s':>15} {'voting / shaped':>16}")
+    print(f"{'N':>9} {'recompute s':>12} {'cache build s':>14} {'cached query s':>15} {'speed-up':>9} "
+          f"{'voting / cached':>16}")
     for n in args.sizes:
         torch.manual_seed(0)
         layout = DecoderConfig()
@@ -55,15 +58,23 @@ def main() -> None:
             m.latents.normal_()
         sel = torch.zeros(n, dtype=torch.bool)
         sel[: max(1, n // 100)] = True
-        ed = WeightEditor(m)
-        ed.scores(sel)  # warm-up
-        times = []
-        for _ in range(3):
-            t0 = time.perf_counter()
-            ed.scores(sel)
-            times.append(time.perf_counter() - t0)
-        t = sorted(times)[1]
-        print(f"{n:9d} {t:15.3f} {t_vote / t:16.1f}", flush=True)
+        t_exact = _median(lambda: jacobian_cosine(m, sel, use_cache=False))
+        t0 = time.perf_counter()
+        activation_cache(m, default_segmentation_branch(m))
+        t_build = time.perf_counter() - t0
+        t_cached = _median(lambda: jacobian_cosine(m, sel))
+        print(f"{n:9d} {t_exact:12.3f} {t_build:14.3f} {t_cached:15.4f} {t_exact / t_cached:8.0f}x "
+              f"{t_vote / t_cached:16.0f}", flush=True)
+
+
+def _median(query, repeats: int = 3) -> float:
+    query()  # warm-up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        query()
+        times.append(time.perf_counter() - t0)
+    return sorted(times)[len(times) // 2]
 
 
 if __name__ == "__main__":
