@@ -195,5 +195,6 @@ def test_the_checkpointer_guards_resume_and_round_trips_its_state(tmp_path):
     fit.guard(resume=True)
     with pytest.raises(ValueError, match="already holds a run; pass --resume"):
         fit.guard(resume=False)
-    with pytest.raises(ValueError, match="is not a shape checkpoint"):
+    assert fit.job() == {"kind": "fit", "stage": "stage2", "step": 12}  # read without loading the state
+    with pytest.raises(ValueError, match="is not a shape checkpoint \\(it is 'fit'\\)"):
         Checkpointer(tmp_path / "run", "shape").guard(resume=True)

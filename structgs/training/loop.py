@@ -9,6 +9,7 @@ as one directory swapped in atomically, so a killed job resumes bit-exactly.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -22,6 +23,7 @@ from structgs.utils.io import finish_dir_replacement, replace_dir_atomically
 
 CHECKPOINT_DIR = "checkpoint"
 STATE_NAME = "trainer.pt"
+JOB_NAME = "job.json"  # what wrote the checkpoint and where it stood, readable without loading the state
 
 
 def decay_lr(optimizer: torch.optim.Optimizer, step: int, total: int) -> None:
@@ -73,8 +75,18 @@ class Checkpointer:
                              f"choose another {option}")
         if resume and not self.exists():
             raise InputError(f"--resume: {self.run_dir} holds no {self.kind} checkpoint to resume from")
-        if resume and self.load_state().extra.get("kind") != self.kind:
-            raise InputError(f"--resume: the checkpoint in {self.run_dir} is not a {self.kind} checkpoint")
+        if resume and self.job().get("kind") != self.kind:
+            raise InputError(f"--resume: the checkpoint in {self.run_dir} is not a {self.kind} checkpoint "
+                             f"(it is {self.job().get('kind')!r})")
+
+    def job(self) -> dict:
+        """``{"kind", "stage", "step"}`` of the checkpoint (from the state itself for checkpoints
+        written before job.json)."""
+        path = self.path / JOB_NAME
+        if path.is_file():
+            return json.loads(path.read_text())
+        state = self.load_state()
+        return {"kind": state.extra.get("kind"), "stage": state.stage, "step": state.step}
 
     def save(self, model: SceneModel, state: TrainerState) -> None:
         payload = {"stage": state.stage, "step": state.step, "generator": state.generator,
@@ -83,6 +95,7 @@ class Checkpointer:
         def write(tmp: Path) -> None:
             model.save_pretrained(tmp)
             torch.save(payload, tmp / STATE_NAME)
+            (tmp / JOB_NAME).write_text(json.dumps({"kind": self.kind, "stage": state.stage, "step": state.step}))
 
         replace_dir_atomically(self.path, write)
 
