@@ -382,3 +382,22 @@ def test_per_gaussian_state_is_walked_by_densify_prune_and_load(tmp_path):
     kept.save_pretrained(tmp_path / "run")
     loaded = SceneModel.from_pretrained(tmp_path / "run")
     assert all(torch.equal(loaded.per_gaussian()[k], v) for k, v in kept.per_gaussian().items())
+
+
+def test_runs_saved_with_the_old_override_names_load_their_direct_edits(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    m = _model(n=30)
+    with torch.no_grad():
+        m.overrides.opacity[:5] = 0.0
+        m.overrides.offset[3] = torch.tensor([0.1, 0.2, 0.3])
+    m.save_pretrained(tmp_path / "run")
+    cfg = json.loads((tmp_path / "run" / "config.json").read_text())
+    weights = tmp_path / "run" / cfg["weights"]
+    state = load_file(str(weights))
+    state = {(k.replace("overrides.", "override_") if k.startswith("overrides.") else k): v for k, v in state.items()}
+    save_file(state, str(weights))  # the layout of runs saved before the overrides were grouped
+    loaded = SceneModel.from_pretrained(tmp_path / "run")
+    assert all(torch.equal(v, m.per_gaussian()[k]) for k, v in loaded.per_gaussian().items())
+    with torch.no_grad():
+        assert torch.equal(loaded.decode().opacities, m.decode().opacities)
