@@ -198,3 +198,26 @@ def test_the_checkpointer_guards_resume_and_round_trips_its_state(tmp_path):
     assert fit.job() == {"kind": "fit", "stage": "stage2", "step": 12}  # read without loading the state
     with pytest.raises(ValueError, match="is not a shape checkpoint \\(it is 'fit'\\)"):
         Checkpointer(tmp_path / "run", "shape").guard(resume=True)
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_every_output_gets_the_mode_the_umask_asks_for(tmp_path, umask, mode):
+    """Atomic writes go through 0600 temporary files; the result must still follow the umask
+    like any file the user creates (a shared results directory must stay readable)."""
+    import stat
+
+    from structgs.decoder import DecoderConfig
+    from structgs.model import SceneModel
+    from structgs.utils.io import file_mode, write_json
+
+    previous = os.umask(umask)
+    try:
+        assert file_mode() == mode
+        write_json(tmp_path / "a.json", {"x": 1})
+        save_npy(tmp_path / "b.npy", np.zeros(3))
+        SceneModel(DecoderConfig(position_frequencies=0), 4).save_pretrained(tmp_path / "run")
+    finally:
+        os.umask(previous)
+    written = [tmp_path / "a.json", tmp_path / "b.npy", *sorted((tmp_path / "run").iterdir())]
+    assert len(written) == 4
+    assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in written} == {p.name: mode for p in written}

@@ -11,8 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +26,7 @@ from structgs.model.scene_info import SceneInfo
 from structgs.render.api import RenderOutput, rasterize
 from structgs.scene.cameras import Camera
 from structgs.scene.gaussians import Gaussians, rgb_to_sh_dc
-from structgs.utils.io import write_json
+from structgs.utils.io import atomic_write, write_json
 from structgs.utils.errors import InputError, MissingFileError
 
 FORMAT = "structgs-scene-model"
@@ -237,16 +235,9 @@ class SceneModel(nn.Module):
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        fd, tmp = tempfile.mkstemp(prefix=".model.", suffix=".tmp", dir=directory)
-        os.close(fd)
-        try:
-            save_file(state, tmp, metadata={"format": FORMAT})
-            name = f"model-{_sha256(Path(tmp))[:16]}.safetensors"
-            os.replace(tmp, directory / name)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        written = atomic_write(directory / WEIGHTS_NAME, lambda tmp: save_file(state, str(tmp), metadata={"format": FORMAT}),
+                               final_name=lambda tmp: f"model-{_sha256(tmp)[:16]}.safetensors")
+        name = written.name
         cfg = self.config_dict()
         cfg["weights"] = name
         write_json(directory / CONFIG_NAME, cfg)

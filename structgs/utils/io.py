@@ -12,20 +12,38 @@ from typing import Any
 from structgs.utils.errors import InputError
 
 
-def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
-    """Call ``write(tmp_path)`` then rename the temporary file onto ``path``."""
+def file_mode() -> int:
+    """The mode a plainly created file gets here: 0o666 minus the process's umask."""
+    try:  # Linux: read the umask without changing it (os.umask is set-and-get, racy with threads)
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def atomic_write(path: str | Path, write: Callable[[Path], None],
+                 final_name: Callable[[Path], str] | None = None) -> Path:
+    """Call ``write(tmp_path)``, give the file the mode the umask asks for (temporary files are
+    created 0600), then rename it onto ``path`` (or, with ``final_name``, onto the name it
+    returns for the written file, e.g. a content hash, in the same directory). Returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         write(Path(tmp))
-        os.replace(tmp, path)
+        os.chmod(tmp, file_mode())
+        dest = path if final_name is None else path.parent / final_name(Path(tmp))
+        os.replace(tmp, dest)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
-    return path
+    return dest
 
 
 def write_json(path: str | Path, obj: Any) -> Path:
