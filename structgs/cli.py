@@ -40,6 +40,19 @@ class DecoderBackend(str, Enum):
     tcnn = "tcnn"
 
 
+class Branch(str, Enum):
+    color = "color"
+    opacity = "opacity"
+    scale = "scale"
+    rotation = "rotation"
+    motion = "motion"
+
+
+class Sampling(str, Enum):
+    uniform = "uniform"
+    fps = "fps"
+
+
 class Association(str, Enum):
     tracked = "tracked"
     overlap = "overlap"
@@ -82,8 +95,8 @@ def demo(
     seed: Annotated[int, typer.Option(help="Seed of the built-in scene.")] = 0,
     device: Annotated[DeviceChoice, typer.Option(help="Where to compute.")] = DeviceChoice.auto,
 ) -> None:
-    """The whole job on the built-in scene (~8 min on 2 cores): generate it, fit the decoder, shape it
-    from its SAM-like masks, segment every object from one click, edit each (remove, recolour,
+    """The whole job on the built-in scene (~8 min on 2 cores): generate it, fit the decoder
+    (~4 min), shape it from its SAM-like masks (~3.5 min), segment every object from one click, edit each (remove, recolour,
     move, undo) and write before/after PNGs and summary.md. Finished stages are reused."""
     from structgs.pipeline.demo import run_demo
 
@@ -131,7 +144,7 @@ def fit(
     resume: Annotated[bool, typer.Option(help="Continue a killed fit from its last checkpoint.")] = False,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same result on CPU).")] = 0,
     downscale: Annotated[float, typer.Option(help="Image downscale factor.")] = 1.0,
-    background: Annotated[tuple[float, float, float], typer.Option(help="Background RGB.")] = (1.0, 1.0, 1.0),
+    background: Annotated[tuple[float, float, float], typer.Option(metavar="R G B", help="Background RGB.")] = (1.0, 1.0, 1.0),
     backend: Annotated[BackendChoice, typer.Option(help="Rasterizer backend.")] = BackendChoice.auto,
     decoder_backend: Annotated[Optional[DecoderBackend], typer.Option(help="Decoder MLPs: torch (reference) or tcnn (tinycudann, CUDA).")] = None,
     hidden_width: Annotated[Optional[int], typer.Option(help="Decoder hidden width (default 128; tcnn: 16/32/64/128).")] = None,
@@ -234,9 +247,9 @@ def shape(
     pixels: Annotated[int, typer.Option(help="--association none: pixels per step of Eq. 12's rendered-activation "
                                              "term (0: off, the default; it renders every Gaussian's activations).")] = 0,
     knn: Annotated[int, typer.Option(help="Neighbours of the smoothness term.")] = 16,
-    branches: Annotated[Optional[list[str]], typer.Option(help="Branches to shape (repeat; default all).")] = None,
+    branches: Annotated[Optional[list[Branch]], typer.Option(help="Branches to shape (repeat; default all).")] = None,
     touch_fraction: Annotated[float, typer.Option(help="Fraction of Gaussians the fine-tune may touch.")] = 0.15,
-    sampling: Annotated[str, typer.Option(help="Pool sampling: uniform or fps.")] = "uniform",
+    sampling: Annotated[Sampling, typer.Option(help="Pool sampling: uniform, or fps (farthest points).")] = Sampling.uniform,
     side_width: Annotated[int, typer.Option(help="Width of the object side channel that is shaped (the scene cannot "
                                                   "change); 0 fine-tunes the decoder itself (costs PSNR).")] = 64,
     fill_knn: Annotated[int, typer.Option(help="Unseen or low-confidence Gaussians take the majority label of this "
@@ -262,8 +275,8 @@ def shape(
     from structgs.pipeline.shape import shape_run
 
     cfg = ShapeConfig(association=association.value, objective=objective.value, iters=iters, lambda_mi=lambda_mi,
-                      lambda_reg=lambda_reg, tau=tau, knn=knn, branches=tuple(branches or ()),
-                      touch_fraction=touch_fraction, sampling=sampling, side_width=side_width, fill_knn=fill_knn,
+                      lambda_reg=lambda_reg, tau=tau, knn=knn, branches=tuple(b.value for b in branches or ()),
+                      touch_fraction=touch_fraction, sampling=sampling.value, side_width=side_width, fill_knn=fill_knn,
                       pixels=pixels, seed=seed, band=band, min_views=min_views,
                       min_support=min_support)
     report = shape_run(run, masks, out, cfg, data=data, gt_labels=gt_labels, resume=resume, device=device.value)
@@ -277,7 +290,9 @@ def shape(
 
 SelGaussians = Annotated[Optional[Path], typer.Option("--gaussians", help="Selection: .npy of ids or a boolean mask.")]
 SelView = Annotated[Optional[str], typer.Option("--view", help="View name for --pixel / --mask.")]
-SelPixel = Annotated[Optional[list[str]], typer.Option("--pixel", help="Pixel X Y of --view (repeatable).")]
+PixelView = Annotated[Optional[str], typer.Option("--view", help="View name for --pixel.")]
+SelPixel = Annotated[Optional[list[str]], typer.Option("--pixel", metavar="X Y",
+                                                      help="Pixel X Y of --view (repeatable).")]
 SelMask = Annotated[Optional[Path], typer.Option("--mask", help="2D mask PNG of --view (non-zero = selected).")]
 SelText = Annotated[Optional[str], typer.Option("--text", help="Text prompt (Grounding DINO box -> SAM 2 mask); needs --weights and --detector-weights.")]
 SelWeights = Annotated[Optional[Path], typer.Option("--weights", help="SAM 2 checkpoint dir: --pixel/--text become a SAM 2 mask of the view.")]
@@ -347,8 +362,10 @@ def edit(
     op: Annotated[Op, typer.Option(help="remove, recolor or move.")],
     out: Annotated[Path, typer.Option(help="The edited run to write (edit it again to chain edits).")],
     gaussians: SelGaussians = None, view: SelView = None, pixel: SelPixel = None, mask: SelMask = None,
-    rgb: Annotated[Optional[tuple[float, float, float]], typer.Option(help="Target colour in [0,1] (recolor).")] = None,
-    translate: Annotated[Optional[tuple[float, float, float]], typer.Option(help="Translation (move).")] = None,
+    rgb: Annotated[Optional[tuple[float, float, float]], typer.Option(metavar="R G B",
+                                                                      help="Target colour in [0,1] (recolor).")] = None,
+    translate: Annotated[Optional[tuple[float, float, float]], typer.Option(metavar="DX DY DZ",
+                                                                            help="Translation (move).")] = None,
     method: Annotated[Method, typer.Option(help="shaped (weight perturbation) or a voting method (direct).")] = Method.shaped,
     masks: Annotated[Optional[Path], typer.Option(help="Id masks (voting methods).")] = None,
     target: Annotated[Optional[int], typer.Option(help="Target id in --masks (voting methods).")] = None,
@@ -384,7 +401,7 @@ def compare(
     masks: Annotated[Path, typer.Option(help="Id masks of the views (ground truth for the split).")],
     split: Annotated[Split, typer.Option(help="Views to evaluate on.")] = Split.test,
     target: Annotated[Optional[int], typer.Option(help="Target id in --masks.")] = None,
-    view: SelView = None, pixel: SelPixel = None,
+    view: PixelView = None, pixel: SelPixel = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the results as JSON.")] = None,
     data: Annotated[Optional[Path], typer.Option(help="Dataset (default: the run's).")] = None,
     device: Annotated[DeviceChoice, typer.Option(help="Where to compute.")] = DeviceChoice.auto,
@@ -426,7 +443,7 @@ def masks(
     ply: Annotated[Optional[Path], typer.Option(help="Pre-trained 3DGS: enables the Gaussian tracker.")] = None,
     tracker: Annotated[TrackerChoice, typer.Option(help="sam2 (video memory), gaussians (3D, needs --ply), auto.")] = TrackerChoice.auto,
     split: Annotated[MaskSplit, typer.Option(help="Views to mask.")] = MaskSplit.train,
-    view: SelView = None, pixel: SelPixel = None,
+    view: PixelView = None, pixel: SelPixel = None,
     text: Annotated[Optional[str], typer.Option(help="Mask one object named by text (Grounding DINO -> SAM 2).")] = None,
     refine: Annotated[bool, typer.Option("--refine/--no-refine", help="Prompted: re-prompt SAM 2 inside each propagated mask (SA3D).")] = True,
     points_per_side: Annotated[int, typer.Option(help="Automatic: prompt grid size.")] = 16,

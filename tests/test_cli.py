@@ -148,3 +148,26 @@ def test_shape_cli_tracker_free_from_per_view_ids(fitted_small_run, small_scene_
     assert r.returncode != 0 and "--resume" in r.stderr
     r = _run("shape", fitted_small_run, "--masks", raw, "--out", tmp_path / "x", "--pixels", "-1", ok=False)
     assert r.returncode != 0 and "pixels must be >= 0" in r.stderr
+
+
+def test_help_shows_value_shapes_and_choices_not_python_types():
+    from typer.testing import CliRunner
+
+    from structgs.cli import app
+
+    runner = CliRunner()
+
+    def help_of(command):
+        r = runner.invoke(app, [command, "--help"], env={"COLUMNS": "200", "TERMINAL_WIDTH": "200"})
+        assert r.exit_code == 0, r.output
+        return r.output
+
+    edit = help_of("edit")
+    for shown in ("X Y", "R G B", "DX DY DZ"):
+        assert shown in edit
+    assert "list[str]" not in edit and "float,float,float" not in edit
+    shape = help_of("shape")
+    assert "uniform|fps" in shape and "color|opacity|scale|rotation|motion" in shape
+    for command in ("compare", "masks"):  # they take --pixel, not --mask
+        assert "--mask " not in help_of(command) and "--pixel / --mask" not in help_of(command)
+    assert "fit the decoder" in help_of("demo")
