@@ -342,7 +342,7 @@ class Shaper:
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             self.opt.step()
-        return {**{k: v.detach() for k, v in parts.items()}, "touched": f"{self.touched_fraction:.1%}"}
+        return {**{k: v.detach() for k, v in parts.items()}, "touched": lambda: f"{self.touched_fraction:.1%}"}
 
     def _post_activation_parameters(self) -> list[torch.nn.Parameter]:
         params = []

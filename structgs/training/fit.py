@@ -197,7 +197,8 @@ class Fitter:
         opt.step()
         if self.strategy is not None:
             self.strategy.after_backward(step + 1, m, [opt], out)
-        return {"loss": loss.detach(), "psnr": psnr(out.image.detach(), target), "n": m.num_gaussians}
+        image = out.image.detach()
+        return {"loss": loss.detach(), "psnr": lambda: psnr(image, target), "n": m.num_gaussians}
 
     @torch.no_grad()
     def evaluate(self, split: str = "test", reference: Gaussians | None = None) -> dict:

@@ -113,15 +113,17 @@ def run_stage(step_fn: Callable[[int], dict[str, Any]], *, start: int, total: in
               postfix_every: int = 10) -> None:
     """Run ``step_fn(step)`` for ``step`` in ``[start, total)``. Before each step the learning
     rates decay (``decay_lr``); ``step_fn`` computes and applies its update and returns figures
-    for the progress bar; after every ``checkpoint_every``-th step short of the last,
-    ``checkpoint(next_step)`` is called (the caller checkpoints the stage's end itself)."""
+    for the progress bar (a value may be a zero-argument callable, evaluated only when shown);
+    after every ``checkpoint_every``-th step short of the last, ``checkpoint(next_step)`` is
+    called (the caller checkpoints the stage's end itself)."""
     bar = tqdm(range(start, total), desc=desc, disable=not progress, initial=start, total=total)
     for step in bar:
         for opt in optimizers:
             decay_lr(opt, step, total)
         figures = step_fn(step)
         if progress and figures and step % postfix_every == 0:
+            shown = {k: (v() if callable(v) else v) for k, v in figures.items()}  # costly figures: only when shown
             bar.set_postfix({k: (f"{float(v):.4f}" if isinstance(v, (float, torch.Tensor)) else v)
-                             for k, v in figures.items()})
+                             for k, v in shown.items()})
         if checkpoint is not None and checkpoint_every and (step + 1) % checkpoint_every == 0 and step + 1 < total:
             checkpoint(step + 1)
