@@ -198,6 +198,9 @@ def test_the_checkpointer_guards_resume_and_round_trips_its_state(tmp_path):
     assert fit.job() == {"kind": "fit", "stage": "stage2", "step": 12}  # read without loading the state
     with pytest.raises(ValueError, match="is not a shape checkpoint \\(it is 'fit'\\)"):
         Checkpointer(tmp_path / "run", "shape").guard(resume=True)
+    (fit.path / "job.json").write_text("{not json")
+    with pytest.raises(ValueError, match=r"job\.json: invalid JSON"):
+        fit.guard(resume=True)
 
 
 @pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])

@@ -75,16 +75,23 @@ class Checkpointer:
                              f"choose another {option}")
         if resume and not self.exists():
             raise InputError(f"--resume: {self.run_dir} holds no {self.kind} checkpoint to resume from")
-        if resume and self.job().get("kind") != self.kind:
+        kind = self.job().get("kind") if resume else self.kind
+        if kind != self.kind:
             raise InputError(f"--resume: the checkpoint in {self.run_dir} is not a {self.kind} checkpoint "
-                             f"(it is {self.job().get('kind')!r})")
+                             f"(it is {kind!r})")
 
     def job(self) -> dict:
         """``{"kind", "stage", "step"}`` of the checkpoint (from the state itself for checkpoints
         written before job.json)."""
         path = self.path / JOB_NAME
         if path.is_file():
-            return json.loads(path.read_text())
+            try:
+                job = json.loads(path.read_text())
+            except json.JSONDecodeError as e:
+                raise InputError(f"{path}: invalid JSON ({e})") from None
+            if not isinstance(job, dict):
+                raise InputError(f"{path}: expected an object, got {type(job).__name__}")
+            return job
         state = self.load_state()
         return {"kind": state.extra.get("kind"), "stage": state.stage, "step": state.step}
 
