@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import torch
 
-from structgs.edit.history import EditHistory, EditRecord, UsesHistory, as_selection_list, per_selection
+from structgs.edit.history import EditHistory, EditRecord, UsesHistory
+from structgs.edit.selection import as_selection_list, per_selection
 from structgs.utils.errors import InputError
 
 

@@ -18,7 +18,8 @@ from typing import Protocol
 import torch
 
 from structgs.edit.direct import DirectEditor
-from structgs.edit.history import EditHistory, EditRecord, UsesHistory, as_selection_list, per_selection
+from structgs.edit.history import EditHistory, EditRecord, UsesHistory
+from structgs.edit.selection import as_selection_list, per_selection
 from structgs.edit.jacobian import jacobian_cosine
 from structgs.edit.segmentation import DEFAULT_THRESHOLD, SegmentationQuery, ShapedSegmentation
 from structgs.utils.errors import InputError

@@ -108,3 +108,22 @@ def load_mask_image(path: str | Path) -> torch.Tensor:
     except Exception as e:
         raise InputError(f"{path}: cannot read mask image ({e})") from e
     return torch.from_numpy(arr > 0)
+
+
+def as_selection_list(selections) -> list[torch.Tensor]:
+    """One boolean (N,) selection or a list of them, checked non-empty."""
+    sels = [selections] if isinstance(selections, torch.Tensor) else list(selections)
+    for s in sels:
+        if s.dtype != torch.bool or not bool(s.any()):
+            raise InputError("each selection must be a non-empty boolean mask over the Gaussians")
+    return sels
+
+
+def per_selection(values, count: int, width: int = 3) -> torch.Tensor:
+    """(count, width): one value for every selection, or one per selection."""
+    t = torch.as_tensor(values, dtype=torch.float32)
+    if t.numel() == width:
+        return t.reshape(1, width).expand(count, width)
+    if t.numel() != count * width:
+        raise InputError(f"expected {width} values or {width} per selection ({count * width}), got {t.numel()}")
+    return t.reshape(count, width)
