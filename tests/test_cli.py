@@ -107,11 +107,18 @@ def test_segment_edit_prune_compare_cli(tracked, fitted_small_run, small_scene_d
 def test_train_py_fits_and_shapes(small_scene_dir, tmp_path):
     import pathlib
 
+    import os
+
+    import torch
+
     root = pathlib.Path(__file__).resolve().parents[1]
+    # Bit-identical weights need the same thread count on both sides (the CLI takes its count
+    # from the affinity mask, which may differ from this process's): pin it through OMP_NUM_THREADS.
+    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
     r = subprocess.run([sys.executable, str(root / "train.py"), str(small_scene_dir), "--ply",
                         str(small_scene_dir / "gaussians.ply"), "--out", str(tmp_path / "run"), "--stage1-iters", "60",
                         "--stage2-iters", "3", "--masks", str(small_scene_dir / "masks"), "--shape-iters", "5"],
-                       capture_output=True, text=True)
+                       capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr
     # train.py is `structgs fit` then `structgs shape`: the same runs as the pipeline's jobs called directly
     from helpers import same_weights

@@ -1,6 +1,7 @@
 """Threading defaults for shared cores: passive OpenMP waits set before torch starts, thread
 count from the affinity mask or --threads."""
 
+import math
 import os
 import subprocess
 import sys
@@ -8,13 +9,13 @@ import sys
 import pytest
 import torch
 
-from structgs.utils.threads import available_cores, configure_threads, prefer_passive_waiting
+from structgs.utils.threads import available_cores, configure_threads, cpu_quota, prefer_passive_waiting
 
 
 def test_thread_count_follows_the_affinity_mask_and_the_option(monkeypatch):
     before = torch.get_num_threads()
     try:
-        if hasattr(os, "sched_getaffinity"):
+        if hasattr(os, "sched_getaffinity") and cpu_quota() is None:
             assert available_cores() == len(os.sched_getaffinity(0))
             monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})  # e.g. `taskset -c 0`
             assert available_cores() == 1
@@ -27,6 +28,25 @@ def test_thread_count_follows_the_affinity_mask_and_the_option(monkeypatch):
             configure_threads(0)
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize(("files", "quota"), [
+    ({"cpu.max": "max 100000\n"}, None),
+    ({"cpu.max": "150000 100000\n"}, 1.5),
+    ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),
+    ({"cpu/cpu.cfs_quota_us": "100000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 1.0),
+    ({}, None),
+    ({"cpu.max": "garbage\n"}, None),
+])
+def test_a_cgroup_cpu_quota_caps_the_thread_count(tmp_path, monkeypatch, files, quota):
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert cpu_quota(tmp_path) == quota
+    if hasattr(os, "sched_getaffinity"):
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(64)))  # a big host...
+        # ...whose container may use 1.5 cores: 2 threads, not 64
+        assert available_cores(tmp_path) == (64 if quota is None else math.ceil(quota))
 
 
 def test_passive_waiting_is_a_default_the_user_can_override(monkeypatch):

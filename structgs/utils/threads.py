@@ -8,23 +8,51 @@ steal the cores the other's working threads need, and both slow down 10-35x
 * asks OpenMP to wait passively (``OMP_WAIT_POLICY=PASSIVE``) unless the user set a policy:
   this must happen before the OpenMP runtime starts, so the CLI calls
   :func:`prefer_passive_waiting` before anything imports torch;
-* uses as many threads as the cores this process may run on (its CPU affinity mask, which
-  ``taskset`` and container CPU sets restrict), not the machine's core count, or ``--threads N``.
+* uses as many threads as the cores this process may run on -- its CPU affinity mask (which
+  ``taskset`` and container CPU sets restrict), capped by a cgroup CPU quota (``docker --cpus``,
+  Kubernetes CPU limits), not the machine's core count -- or ``--threads N``.
 """
 
 from __future__ import annotations
 
+import math
 import os
+from pathlib import Path
 
 from structgs.utils.errors import InputError
 
+CGROUP_ROOT = Path("/sys/fs/cgroup")
 
-def available_cores() -> int:
-    """Cores this process may run on (its affinity mask), at least 1."""
+
+def cpu_quota(cgroup_root: Path = CGROUP_ROOT) -> float | None:
+    """The cgroup CPU quota in cores (quota / period), or None when there is none or it cannot be
+    read. cgroup v2 keeps it in ``cpu.max`` ("max 100000" or "200000 100000"), v1 in
+    ``cpu/cpu.cfs_quota_us`` (-1: none) over ``cpu/cpu.cfs_period_us``."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        v2 = cgroup_root / "cpu.max"
+        if v2.is_file():
+            quota, period = v2.read_text().split()[:2]
+        else:
+            quota = (cgroup_root / "cpu" / "cpu.cfs_quota_us").read_text().strip()
+            period = (cgroup_root / "cpu" / "cpu.cfs_period_us").read_text().strip()
+        if quota == "max" or int(quota) <= 0 or int(period) <= 0:
+            return None
+        return int(quota) / int(period)
+    except (OSError, ValueError):  # no cgroup files (macOS, Windows) or an unexpected format
+        return None
+
+
+def available_cores(cgroup_root: Path = CGROUP_ROOT) -> int:
+    """Cores this process may run on: its affinity mask, capped by the cgroup CPU quota rounded
+    up; at least 1."""
+    try:
+        cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):  # no affinity API (macOS, Windows)
-        return max(1, os.cpu_count() or 1)
+        cores = os.cpu_count() or 1
+    quota = cpu_quota(cgroup_root)
+    if quota is not None:
+        cores = min(cores, math.ceil(quota))
+    return max(1, cores)
 
 
 def prefer_passive_waiting() -> bool:
