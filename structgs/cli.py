@@ -234,6 +234,24 @@ def export(
 
 
 @app.command()
+def view(
+    run: Annotated[Path, typer.Argument(help="A shaped run (from `structgs shape`; never modified).")],
+    data: Annotated[Optional[Path], typer.Option(help="Dataset (default: the one the run was fitted on).")] = None,
+    host: Annotated[str, typer.Option(help="Interface to serve on (0.0.0.0 for every interface).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port (the next free one if taken; 0: any free port).")] = 8080,
+    masks: Annotated[Optional[Path], typer.Option(help="Id masks, ids consistent across views: enables compare.")] = None,
+    exports: Annotated[Path, typer.Option(help="Folder for exported PLYs and selections.")] = Path("structgs-exports"),
+    start_view: Annotated[Optional[str], typer.Option("--view", help="Dataset view to start at.")] = None,
+) -> None:
+    """Edit in the browser: click an object to segment it, then remove, recolor, move, undo, export."""
+    from structgs.viewer.app import ViewerConfig, open_viewer
+
+    viewer = open_viewer(run, data, ViewerConfig(host=host, port=port, exports=exports, masks=masks, view=start_view))
+    typer.echo(f"structgs view: open {viewer.url} in a browser (Ctrl-C stops)")
+    viewer.serve_forever()
+
+
+@app.command()
 def shape(
     run: Annotated[Path, typer.Argument(help="A fitted run (never modified).")],
     masks: Annotated[Path, typer.Option(help="Id masks: <masks>/<view name>.png for the training views.")],

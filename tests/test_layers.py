@@ -18,6 +18,7 @@ LAYERS = [
     {"edit"},
     {"eval"},
     {"pipeline"},
+    {"viewer"},
     {"cli"},
 ]
 RANK = {name: i for i, names in enumerate(LAYERS) for name in names}

@@ -8,8 +8,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
 
 import torch
 
@@ -55,6 +55,8 @@ class ShapedSegmentation:
 class VotingSegmentation:
     method: str = "voting"
     """voting, projection or binary."""
+    on_view: Callable[[int, int], None] | None = field(default=None, compare=False)
+    """Called with (views done, views) after each view: progress for a GUI."""
 
     def __post_init__(self) -> None:
         if self.method not in VOTING_METHODS:
@@ -63,7 +65,8 @@ class VotingSegmentation:
     def __call__(self, model, query: SegmentationQuery) -> torch.Tensor:
         if not query.cameras or len(query.cameras) != len(query.target_masks):
             raise InputError(f"{self.method} needs views with one target mask each")
-        return segment_by_voting(model, list(query.cameras), list(query.target_masks), self.method)
+        return segment_by_voting(model, list(query.cameras), list(query.target_masks), self.method,
+                                 on_view=self.on_view)
 
 
 def segmentation(method: str, threshold: float | None = None) -> Segmentation:

@@ -12,6 +12,8 @@ selected = votes > 0.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from tqdm import tqdm
 
@@ -22,14 +24,19 @@ METHODS = ("voting", "projection", "binary")
 
 
 @torch.no_grad()
-def vote(model, cameras, target_masks: list[torch.Tensor], method: str = "voting", progress: bool = False) -> torch.Tensor:
-    """(N,) votes for the target over ``cameras`` with boolean (H, W) ``target_masks``."""
+def vote(model, cameras, target_masks: list[torch.Tensor], method: str = "voting", progress: bool = False,
+         on_view: Callable[[int, int], None] | None = None) -> torch.Tensor:
+    """(N,) votes for the target over ``cameras`` with boolean (H, W) ``target_masks``;
+    ``on_view(done, total)`` is called after each view (progress for a GUI)."""
     if method not in METHODS:
         raise ValueError(f"unknown voting method {method!r} ({', '.join(METHODS)})")
     if len(cameras) != len(target_masks) or not cameras:
         raise ValueError("vote needs one target mask per camera (and at least one camera)")
     votes = torch.zeros(model.num_gaussians, device=model.device)
-    for cam, mask in tqdm(list(zip(cameras, target_masks)), desc=f"{method} votes", disable=not progress, leave=False):
+    pairs = list(zip(cameras, target_masks))
+    for done, (cam, mask) in enumerate(tqdm(pairs, desc=f"{method} votes", disable=not progress, leave=False), 1):
+        if on_view is not None and done > 1:
+            on_view(done - 1, len(pairs))
         s = model.decode(cam)
         m = mask.to(model.device).float()
         if method == "projection":
@@ -44,12 +51,15 @@ def vote(model, cameras, target_masks: list[torch.Tensor], method: str = "voting
         con = contributions(s.means, s.quats, s.scales, s.opacities, cam, pixel_weights=torch.stack([m, 1 - m], -1))
         fg, bg = con.weighted_sums[:, 0], con.weighted_sums[:, 1]
         votes += (fg - bg) if method == "voting" else ((fg > 0).float() - (bg > 0).float())
+    if on_view is not None:
+        on_view(len(pairs), len(pairs))
     return votes
 
 
-def segment_by_voting(model, cameras, target_masks, method: str = "voting", progress: bool = False) -> torch.Tensor:
+def segment_by_voting(model, cameras, target_masks, method: str = "voting", progress: bool = False,
+                      on_view: Callable[[int, int], None] | None = None) -> torch.Tensor:
     """(N,) bool selection: votes > 0."""
-    return (vote(model, cameras, target_masks, method, progress) > 0).cpu()
+    return (vote(model, cameras, target_masks, method, progress, on_view) > 0).cpu()
 
 
 @torch.no_grad()

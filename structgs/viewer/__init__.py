@@ -1,0 +1,1 @@
+"""The browser editor (``structgs view``): viser over an :class:`~structgs.edit.session.EditSession`."""
