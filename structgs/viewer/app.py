@@ -64,6 +64,7 @@ class Viewer:
         self.server = viser.ViserServer(host=config.host, port=config.port, verbose=False)
         self.server.scene.set_up_direction(tuple(scene_up(self.cameras)))
         self._splats: SplatArrays | None = None
+        self._gizmo_anchor = np.zeros(3)
         self._build_scene()
         self._build_panel()
         self.server.on_client_connect(self._on_connect)
@@ -94,7 +95,7 @@ class Viewer:
             frustum.on_click(lambda e, pose=pose: self._go_to(e.client, pose))
         self.gizmo = self.server.scene.add_transform_controls("/move", scale=0.2 * extent, disable_rotations=True,
                                                               visible=False)
-        self.gizmo.on_drag_end(lambda e: self._moved())
+        self.gizmo.on_update(lambda e: self._moved() if e.phase == "end" else None)  # applied on release
         self._redraw(decode=True)
 
     def _redraw(self, decode: bool = False) -> None:
@@ -107,7 +108,7 @@ class Viewer:
                                               opacities=a.opacities)
         if sel.any():  # the gizmo sits at the selection's centre
             self.gizmo.position = tuple(float(v) for v in self._splats.centers[sel].mean(0))
-            self._gizmo_anchor = np.asarray(self.gizmo.position, dtype=np.float64)
+            self._gizmo_anchor = np.array(self.gizmo.position, dtype=np.float64)  # a copy: viser updates its array
         self.gizmo.visible = bool(sel.any())
 
     def _go_to(self, client, pose: ViewPose) -> None:
@@ -132,7 +133,9 @@ class Viewer:
             gui.add_button("Remove").on_click(lambda _: self._act("remove", self._edit, "remove"))
             self.colour = gui.add_rgb("Colour", (230, 40, 40))
             gui.add_button("Recolor").on_click(lambda _: self._act("recolor", self._edit, "recolor"))
-            gui.add_markdown("Move: drag the gizmo's arrows (applied on release).")
+            gui.add_markdown("Move: drag the gizmo's arrows (applied on release), or type a step:")
+            self.step = gui.add_vector3("Move by", (0.0, 0.0, 0.0), step=0.01, hint="Translation DX DY DZ (world units)")
+            gui.add_button("Move").on_click(lambda _: self._act("move", self._move, np.asarray(self.step.value)))
             gui.add_button("Undo").on_click(lambda _: self._act("undo", self._history, "undo"))
             gui.add_button("Redo").on_click(lambda _: self._act("redo", self._history, "redo"))
             gui.add_button("Reset").on_click(lambda _: self._act("reset", self._history, "reset"))
@@ -196,20 +199,23 @@ class Viewer:
         rec = self.session.remove() if op == "remove" else self.session.recolor(
             [c / 255.0 for c in self.colour.value])
         self._redraw(decode=True)
-        self._say(f"{op.capitalize()}d {int(self.session.selection.sum()):,} Gaussians in "
+        self._say(f"{'Removed' if op == 'remove' else 'Recoloured'} {int(self.session.selection.sum()):,} Gaussians in "
                   f"{time.perf_counter() - t0:.1f} s ({_achieved(rec)}). Undo reverts it.")
 
     def _moved(self) -> None:
-        def move() -> None:
-            delta = np.asarray(self.gizmo.position, dtype=np.float64) - self._gizmo_anchor
-            if float(np.linalg.norm(delta)) == 0.0:
-                return
-            self._say("Move: solving the weight edit...")
-            rec = self.session.move(delta.tolist())
-            self._redraw(decode=True)
-            self._say(f"Moved by ({', '.join(f'{v:+.3f}' for v in delta)}) ({_achieved(rec)}). Undo reverts it.")
+        """The gizmo was released: move the selection by how far it was dragged."""
+        delta = np.asarray(self.gizmo.position, dtype=np.float64) - self._gizmo_anchor
+        self._act("move", self._move, delta)
 
-        self._act("move", move)
+    def _move(self, delta: np.ndarray) -> None:
+        if not np.isfinite(delta).all() or float(np.linalg.norm(delta)) == 0.0:
+            self._say("Move: the step is zero; nothing moved.")
+            return
+        self._say("Move: solving the weight edit...")
+        rec = self.session.move(delta.tolist())
+        self._redraw(decode=True)
+        self._say(f"Moved {int(self.session.selection.sum()):,} Gaussians by "
+                  f"({', '.join(f'{v:+.3f}' for v in delta)}) ({_achieved(rec)}). Undo reverts it.")
 
     def _history(self, op: str) -> None:
         if op == "reset":
