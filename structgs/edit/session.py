@@ -26,7 +26,7 @@ from structgs.edit.editor import WeightEditor
 from structgs.edit.history import EditRecord
 from structgs.edit.jacobian import jacobian_cosine
 from structgs.edit.segmentation import DEFAULT_THRESHOLD, SegmentationQuery, VotingSegmentation
-from structgs.edit.selection import EmptySelectionError, top_gaussians
+from structgs.edit.selection import EmptySelectionError
 from structgs.render.api import contributions
 from structgs.scene.cameras import Camera, intrinsics, look_at
 from structgs.scene.gaussians import Gaussians
@@ -241,17 +241,19 @@ class EditSession:
 
     @torch.no_grad()
     def _target_id(self, cameras: list[Camera], masks: list[torch.Tensor], neighbours: int = 32) -> int:
-        """The id most pixels carry where the first click's Gaussian or one of its nearest
-        neighbours is the top Gaussian (a single small Gaussian may top no pixel)."""
-        means = self.model.decode().means
+        """The id the masks most often carry where the first click's Gaussian and its nearest
+        neighbours project (centres only, no rasterization: occluded views are outvoted)."""
+        means = self.model.decode().means.detach().float().cpu()
         seed = self._seeds[0]
-        near = (means - means[seed]).norm(dim=-1).topk(min(neighbours, means.shape[0]), largest=False).indices
-        member = torch.zeros(self.model.num_gaussians + 1, dtype=torch.bool, device=means.device)
-        member[near] = True  # index -1 (no Gaussian) maps to the extra last entry, False
+        near = means[(means - means[seed]).norm(dim=-1).topk(min(neighbours, len(means)), largest=False).indices]
         counts: dict[int, int] = {}
         for cam, m in zip(cameras, masks):
-            top = top_gaussians(self.model, cam)
-            ids = m.to(top.device)[member[top]]
+            w2c, K = cam.world_to_camera.float().cpu(), cam.K.float().cpu()
+            p = near @ w2c[:3, :3].T + w2c[:3, 3]
+            uv = (p @ K.T)[:, :2] / p[:, 2:].clamp_min(1e-9)
+            x, y = uv[:, 0].floor().long(), uv[:, 1].floor().long()
+            ok = (p[:, 2] > 0) & (x >= 0) & (x < cam.width) & (y >= 0) & (y < cam.height)
+            ids = m.cpu()[y[ok], x[ok]]
             for v, c in zip(*torch.unique(ids[ids > 0], return_counts=True)):
                 counts[int(v)] = counts.get(int(v), 0) + int(c)
         if not counts:

@@ -98,10 +98,12 @@ class Viewer:
         self.gizmo.on_update(lambda e: self._moved() if e.phase == "end" else None)  # applied on release
         self._redraw(decode=True)
 
-    def _redraw(self, decode: bool = False) -> None:
-        """Upload the splats: re-decoded after an edit, re-tinted after a selection change."""
+    def _redraw(self, decode: bool = False, colours: bool = True) -> None:
+        """Upload the splats: re-decoded after an edit (``colours``: the edit may have changed
+        colours), re-tinted after a selection change."""
         if decode or self._splats is None:
-            self._splats = splat_arrays(self.session.model)
+            keep = None if colours or self._splats is None else self._splats.rgbs
+            self._splats = splat_arrays(self.session.model, keep)
         sel = self.session.selection.numpy()
         a = self._splats.tinted(sel if sel.any() else None, self.voting)
         self.server.scene.add_gaussian_splats("/scene", centers=a.centers, covariances=a.covariances, rgbs=a.rgbs,
@@ -198,7 +200,7 @@ class Viewer:
         t0 = time.perf_counter()
         rec = self.session.remove() if op == "remove" else self.session.recolor(
             [c / 255.0 for c in self.colour.value])
-        self._redraw(decode=True)
+        self._redraw(decode=True, colours=op == "recolor")
         self._say(f"{'Removed' if op == 'remove' else 'Recoloured'} {int(self.session.selection.sum()):,} Gaussians in "
                   f"{time.perf_counter() - t0:.1f} s ({_achieved(rec)}). Undo reverts it.")
 
@@ -213,7 +215,7 @@ class Viewer:
             return
         self._say("Move: solving the weight edit...")
         rec = self.session.move(delta.tolist())
-        self._redraw(decode=True)
+        self._redraw(decode=True, colours=False)
         self._say(f"Moved {int(self.session.selection.sum()):,} Gaussians by "
                   f"({', '.join(f'{v:+.3f}' for v in delta)}) ({_achieved(rec)}). Undo reverts it.")
 

@@ -44,15 +44,18 @@ class SplatArrays:
 
 
 @torch.no_grad()
-def splat_arrays(model) -> SplatArrays:
+def splat_arrays(model, rgbs: np.ndarray | None = None) -> SplatArrays:
     """The decoded scene with view-independent colours (the browser sorts and blends splats
-    itself, so a view-dependent colour would be right for one camera only)."""
+    itself, so a view-dependent colour would be right for one camera only). ``rgbs``: reuse
+    colours computed before (an edit of opacity or motion leaves them; averaging the colour
+    branch over 16 directions is most of the cost)."""
     s = model.decode()
     R = quat_to_rotmat(s.quats / s.quats.norm(dim=-1, keepdim=True).clamp_min(1e-12))
     cov = R @ torch.diag_embed(s.scales**2) @ R.transpose(-1, -2)
-    colors = model.view_independent_colors().clamp(0, 1)
     as_np = lambda t: t.detach().float().cpu().numpy().astype(np.float32)  # noqa: E731
-    return SplatArrays(as_np(s.means), as_np(cov), as_np(colors), as_np(s.opacities.reshape(-1, 1)))
+    if rgbs is None:
+        rgbs = as_np(model.view_independent_colors().clamp(0, 1))
+    return SplatArrays(as_np(s.means), as_np(cov), rgbs, as_np(s.opacities.reshape(-1, 1)))
 
 
 @dataclass(frozen=True)
