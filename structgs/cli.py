@@ -101,6 +101,8 @@ def demo(
     from structgs.pipeline.demo import run_demo
 
     run_demo(out, seed=seed, device=device.value)
+    typer.echo(f"summary: {out / 'summary.md'}; edit it in the browser: "
+               f"structgs view {out / 'shaped'} --masks {out / 'scene' / 'masks'}")
 
 
 @app.command()
