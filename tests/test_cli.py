@@ -105,33 +105,30 @@ def test_segment_edit_prune_compare_cli(tracked, fitted_small_run, small_scene_d
 
 
 def test_train_py_fits_and_shapes(small_scene_dir, tmp_path):
-    import pathlib
-
+    """train.py is `structgs fit` then `structgs shape`: bit-identical runs. Each side runs in a
+    fresh process with the same environment and thread count: BLAS results may depend on
+    memory alignment, so a run made inside this long-lived test process is not a fair reference."""
     import os
+    import pathlib
 
     import torch
 
-    root = pathlib.Path(__file__).resolve().parents[1]
-    # Bit-identical weights need the same thread count on both sides (the CLI takes its count
-    # from the affinity mask, which may differ from this process's): pin it through OMP_NUM_THREADS.
-    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
-    r = subprocess.run([sys.executable, str(root / "train.py"), str(small_scene_dir), "--ply",
-                        str(small_scene_dir / "gaussians.ply"), "--out", str(tmp_path / "run"), "--stage1-iters", "60",
-                        "--stage2-iters", "3", "--masks", str(small_scene_dir / "masks"), "--shape-iters", "5"],
-                       capture_output=True, text=True, env=env)
-    assert r.returncode == 0, r.stderr
-    # train.py is `structgs fit` then `structgs shape`: the same runs as the pipeline's jobs called directly
     from helpers import same_weights
-    from structgs.pipeline.fit import fit_run
-    from structgs.pipeline.shape import shape_run
-    from structgs.shaping.config import ShapeConfig
-    from structgs.training.config import FitConfig
 
-    fit_run(small_scene_dir, tmp_path / "ref", ply=small_scene_dir / "gaussians.ply",
-            config=FitConfig(stage1_iters=60, stage2_iters=3), device="cpu", progress=False)
+    root = pathlib.Path(__file__).resolve().parents[1]
+    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
+    data, ply, masks = str(small_scene_dir), str(small_scene_dir / "gaussians.ply"), str(small_scene_dir / "masks")
+
+    def run(*args):
+        r = subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True, env=env)
+        assert r.returncode == 0, r.stderr
+
+    run(root / "train.py", data, "--ply", ply, "--out", tmp_path / "run", "--stage1-iters", "60", "--stage2-iters", "3",
+        "--masks", masks, "--shape-iters", "5")
+    run("-m", "structgs.cli", "fit", data, "--ply", ply, "--out", tmp_path / "ref", "--stage1-iters", "60",
+        "--stage2-iters", "3")
     same_weights(tmp_path / "run", tmp_path / "ref")
-    shape_run(tmp_path / "ref", small_scene_dir / "masks", tmp_path / "ref-shaped", ShapeConfig(iters=5), device="cpu",
-              progress=False)
+    run("-m", "structgs.cli", "shape", tmp_path / "ref", "--masks", masks, "--out", tmp_path / "ref-shaped", "--iters", "5")
     same_weights(tmp_path / "run-shaped", tmp_path / "ref-shaped")
 
 
