@@ -280,6 +280,12 @@ def test_the_viewers_handlers_without_a_browser(tracked, small_scene_dir, tmp_pa
         assert "already exists" in viewer.status.content
         viewer._history("undo")
         assert torch.allclose(model.decode().offsets.detach()[sel].mean(0), before)
+
+        viewer._act("remove", viewer._edit, "remove")
+        viewer._act("export", viewer._export, False)  # "Export scene (PLY)": the removed object left out
+        scene = read_ply(tmp_path / "exports" / "scene-001.ply")
+        assert len(scene) == model.num_gaussians - int(viewer.session.removed().sum())
+        assert int(viewer.session.removed()[sel].sum()) >= 0.95 * int(sel.sum())
     finally:
         viewer.server.stop()
 
