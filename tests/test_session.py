@@ -96,6 +96,8 @@ def test_one_click_selects_the_object_and_shift_click_adds_another(scene, sessio
     assert counts[0] >= counts[1] >= counts[2] >= 2 and torch.equal(session.scores, scores)
     with pytest.raises(InputError, match="threshold"):
         session.set_threshold(1.5)
+    with pytest.raises(InputError, match=r"Gaussian id must be in \[0, 6000\), got 6000"):
+        session.select(model.num_gaussians)
     session.clear()
     assert not session.selection.any() and session.summary().describe() == "nothing selected"
 

@@ -246,6 +246,7 @@ def test_the_viewers_handlers_without_a_browser(tracked, small_scene_dir, tmp_pa
     from structgs.pipeline.edit_ops import pick_target_pixel
     from structgs.viewer.app import ViewerConfig, open_viewer
 
+    run_files = {f: f.read_bytes() for f in Path(tracked[0]).rglob("*") if f.is_file()}
     viewer = open_viewer(tracked[0], None, ViewerConfig(port=0, exports=tmp_path / "exports"))
     try:
         ds = load_dataset(small_scene_dir, masks_dir=small_scene_dir / "masks")
@@ -288,6 +289,7 @@ def test_the_viewers_handlers_without_a_browser(tracked, small_scene_dir, tmp_pa
         assert int(viewer.session.removed()[sel].sum()) >= 0.95 * int(sel.sum())
     finally:
         viewer.server.stop()
+    assert {f: f.read_bytes() for f in Path(tracked[0]).rglob("*") if f.is_file()} == run_files  # RUN untouched
 
 
 def test_view_refuses_bad_input_in_one_line(fitted_small_run, tracked, tmp_path):
@@ -301,3 +303,7 @@ def test_view_refuses_bad_input_in_one_line(fitted_small_run, tracked, tmp_path)
     assert r.returncode == 2 and "unknown view 'train/r_99'" in r.stderr
     r = view(tracked[0], "--masks", tmp_path / "nowhere")
     assert r.returncode == 2 and "--masks" in r.stderr and "not a directory" in r.stderr
+    (tmp_path / "a-file").write_text("x")
+    r = view(tracked[0], "--exports", tmp_path / "a-file")
+    assert r.returncode == 2 and "--exports" in r.stderr and "is a file, not a directory" in r.stderr
+    assert (tmp_path / "a-file").read_text() == "x"

@@ -23,11 +23,13 @@ from typing import Callable
 import torch
 
 from structgs.edit.editor import WeightEditor
-from structgs.edit.history import EditRecord
+from structgs.edit.history import EditRecord, UsesHistory
 from structgs.edit.jacobian import jacobian_cosine
 from structgs.edit.segmentation import DEFAULT_THRESHOLD, SegmentationQuery, VotingSegmentation
 from structgs.edit.selection import EmptySelectionError
+from structgs.model.scene_model import Splats
 from structgs.render.api import contributions
+from structgs.render.projection import project
 from structgs.scene.cameras import Camera, intrinsics, look_at
 from structgs.scene.gaussians import Gaussians
 from structgs.utils.errors import InputError
@@ -35,6 +37,8 @@ from structgs.utils.errors import InputError
 PICK_FOCAL = 1000.0
 """Focal length (pixels) of the one-pixel pick camera when the caller gives none: a pixel
 footprint of 1/1000 of the distance, about one screen pixel of a 60-degree view 1000 px high."""
+GEOMETRY_BRANCHES = {"opacity", "scale", "rotation", "motion"}
+"""Branches that decide where a Gaussian is and how much it covers (what a pick needs)."""
 REMOVED_FRACTION = 0.1
 """A Gaussian whose decoded opacity the edits brought below this fraction of its opacity in the
 run as loaded counts as removed: exports of the edited scene leave it out. (A removal solves for
@@ -99,12 +103,13 @@ def ray_camera(origin, direction, focal: float = PICK_FOCAL) -> Camera:
     return Camera("pick", look_at(o, o + d, helper), intrinsics(focal, focal, 0.5, 0.5), 1, 1)
 
 
-class EditSession:
+class EditSession(UsesHistory):
     """Selection state and edits over one shaped model (see the module docstring).
 
     The selection is ``max_k cos(J_i, J_seed_k) > threshold`` or a seed itself: each click keeps
     its own score vector, so a second object added by shift-click is not averaged with the first
-    (the mean of two orthogonal Jacobians would score both objects at only ~0.7).
+    (the mean of two orthogonal Jacobians would score both objects at only ~0.7). Undo, redo
+    and reset act on the editor's history (:class:`UsesHistory`).
     """
 
     def __init__(self, model, threshold: float = DEFAULT_THRESHOLD, branch: str | None = None):
@@ -113,10 +118,27 @@ class EditSession:
         self.model, self.branch = model, branch
         self.threshold = self._checked_threshold(threshold)
         self.editor = WeightEditor(model, threshold=self.threshold)
+        self.history = self.editor.history
         self._seeds: list[int] = []
         self._scores: torch.Tensor | None = None  # (N,) max over the seeds' cosines
-        with torch.no_grad():
-            self._loaded_opacity = model.decode().opacities.detach().reshape(-1).cpu()
+        self._decoded: tuple[tuple, Splats] | None = None  # (model state stamp, its decode)
+        self._loaded_opacity = self._geometry().opacities.reshape(-1).cpu()
+
+    def _geometry(self, camera: Camera | None = None) -> Splats:
+        """The decoded Gaussians for picking (means, rotations, scales, opacities). Decoded once
+        per model state when geometry does not depend on the view (the default: only colour
+        does), so clicks do not re-run the decoder; the state is told by the version counters
+        of the model's tensors, which every edit, undo and load bumps."""
+        if set(self.model.config.view_dependent_branches) & GEOMETRY_BRANCHES:
+            with torch.no_grad():
+                return self.model.decode(camera)
+        stamp = tuple((t, t._version) for t in (*self.model.parameters(), *self.model.buffers()))
+        cached = self._decoded
+        if cached is None or len(cached[0]) != len(stamp) or any(
+                a is not b or va != vb for (a, va), (b, vb) in zip(cached[0], stamp)):
+            with torch.no_grad():
+                self._decoded = (stamp, self.model.decode())
+        return self._decoded[1]
 
     # --- picking --------------------------------------------------------------------------
     def pick_ray(self, origin, direction, focal: float = PICK_FOCAL) -> Pick | None:
@@ -133,7 +155,7 @@ class EditSession:
 
     @torch.no_grad()
     def _pick(self, camera: Camera, x: int, y: int) -> Pick | None:
-        s = self.model.decode(camera)
+        s = self._geometry(camera)
         con = contributions(s.means, s.quats, s.scales, s.opacities, camera)
         gid = int(con.pixel_top_gaussian[y, x])
         if gid < 0:
@@ -207,22 +229,13 @@ class EditSession:
     def move(self, translation) -> EditRecord:
         return self.editor.move(self._required_selection(), translation)
 
-    def undo(self) -> EditRecord:
-        return self.editor.undo()
-
-    def redo(self) -> EditRecord:
-        return self.editor.redo()
-
-    def reset(self) -> None:
-        self.editor.reset()
-
     @property
     def can_undo(self) -> bool:
-        return bool(self.editor.history.done)
+        return bool(self.history.done)
 
     @property
     def can_redo(self) -> bool:
-        return bool(self.editor.history.undone)
+        return bool(self.history.undone)
 
     # --- compare ----------------------------------------------------------------------------
     def compare(self, cameras: list[Camera], masks: list[torch.Tensor],
@@ -243,19 +256,18 @@ class EditSession:
     def _target_id(self, cameras: list[Camera], masks: list[torch.Tensor], neighbours: int = 32) -> int:
         """The id the masks most often carry where the first click's Gaussian and its nearest
         neighbours project (centres only, no rasterization: occluded views are outvoted)."""
-        means = self.model.decode().means.detach().float().cpu()
+        g = self._geometry()
         seed = self._seeds[0]
-        near = means[(means - means[seed]).norm(dim=-1).topk(min(neighbours, len(means)), largest=False).indices]
+        near = (g.means - g.means[seed]).norm(dim=-1).topk(min(neighbours, len(g.means)), largest=False).indices
         counts: dict[int, int] = {}
         for cam, m in zip(cameras, masks):
-            w2c, K = cam.world_to_camera.float().cpu(), cam.K.float().cpu()
-            p = near @ w2c[:3, :3].T + w2c[:3, 3]
-            uv = (p @ K.T)[:, :2] / p[:, 2:].clamp_min(1e-9)
-            x, y = uv[:, 0].floor().long(), uv[:, 1].floor().long()
-            ok = (p[:, 2] > 0) & (x >= 0) & (x < cam.width) & (y >= 0) & (y < cam.height)
-            ids = m.cpu()[y[ok], x[ok]]
-            for v, c in zip(*torch.unique(ids[ids > 0], return_counts=True)):
-                counts[int(v)] = counts.get(int(v), 0) + int(c)
+            c = cam.to(g.means.device, g.means.dtype)
+            proj = project(g.means[near], g.quats[near], g.scales[near], c.world_to_camera, c.K, c.width, c.height)
+            xy = proj.means2d.floor().long()
+            ok = (proj.radii > 0) & (xy[:, 0] >= 0) & (xy[:, 0] < c.width) & (xy[:, 1] >= 0) & (xy[:, 1] < c.height)
+            ids = m.to(xy.device)[xy[ok, 1], xy[ok, 0]]
+            for v, n in zip(*torch.unique(ids[ids > 0], return_counts=True)):
+                counts[int(v)] = counts.get(int(v), 0) + int(n)
         if not counts:
             raise InputError("the clicked object carries no mask id in any view (id 0 everywhere it shows)")
         return max(counts, key=counts.get)
@@ -263,9 +275,7 @@ class EditSession:
     # --- results as plain Gaussians ---------------------------------------------------------
     def removed(self) -> torch.Tensor:
         """(N,) bool: Gaussians the edits removed (see :data:`REMOVED_FRACTION`)."""
-        with torch.no_grad():
-            now = self.model.decode().opacities.detach().reshape(-1).cpu()
-        return now < REMOVED_FRACTION * self._loaded_opacity
+        return self._geometry().opacities.reshape(-1).cpu() < REMOVED_FRACTION * self._loaded_opacity
 
     def scene_gaussians(self, camera: Camera | None = None, drop_removed: bool = True) -> Gaussians:
         """The edited scene as a 3DGS (SH degree 0; view-independent colours unless ``camera``);

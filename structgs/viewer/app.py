@@ -22,7 +22,7 @@ from structgs.edit.selection import EmptySelectionError
 from structgs.edit.session import EditSession
 from structgs.pipeline.runs import Run, commit_run, refuse_new_run_over
 from structgs.scene.ply import write_ply
-from structgs.utils.errors import InputError
+from structgs.utils.errors import InputError, StructGSError
 from structgs.utils.io import ensure_writable_dir, save_npy
 from structgs.utils.log import get_logger
 from structgs.viewer.splats import SplatArrays, ViewPose, scene_up, splat_arrays, view_pose
@@ -161,7 +161,7 @@ class Viewer:
         with self.lock:
             try:
                 fn(*args)
-            except (InputError, EmptySelectionError, ValueError) as e:
+            except (StructGSError, EmptySelectionError) as e:
                 self._say(f"**{what}:** {e}")
             except Exception as e:  # a bug: keep serving, show it, log the traceback
                 log.error("%s failed:\n%s", what, traceback.format_exc())
@@ -296,4 +296,5 @@ def open_viewer(run: Path, data: Path | None, config: ViewerConfig, device: str 
     """Open a shaped run and start its server (checks everything before serving)."""
     if config.masks is not None and not Path(config.masks).is_dir():
         raise InputError(f"--masks {config.masks}: not a directory")
+    ensure_writable_dir(config.exports, "--exports")  # a file or a read-only place; creates nothing
     return Viewer(Run.open(run, data, device, needs_shaping=True), config)

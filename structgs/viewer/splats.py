@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from viser.transforms import SO3
 
-from structgs.render.projection import quat_to_rotmat
+from structgs.render.projection import covariance_3d
 from structgs.scene.cameras import Camera
 
 SELECTED_TINT = np.array([1.0, 0.85, 0.0], dtype=np.float32)
@@ -50,8 +50,7 @@ def splat_arrays(model, rgbs: np.ndarray | None = None) -> SplatArrays:
     colours computed before (an edit of opacity or motion leaves them; averaging the colour
     branch over 16 directions is most of the cost)."""
     s = model.decode()
-    R = quat_to_rotmat(s.quats / s.quats.norm(dim=-1, keepdim=True).clamp_min(1e-12))
-    cov = R @ torch.diag_embed(s.scales**2) @ R.transpose(-1, -2)
+    cov = covariance_3d(s.quats, s.scales)
     as_np = lambda t: t.detach().float().cpu().numpy().astype(np.float32)  # noqa: E731
     if rgbs is None:
         rgbs = as_np(model.view_independent_colors().clamp(0, 1))
