@@ -8,7 +8,8 @@ Per object (a click at the pixel deepest inside it, in the training view that sh
 3D IoU against the scene's labels, and the largest distance of each edit (remove, recolour,
 move) from its target; each edit is undone before the next. Then the median time of a pick, a
 selection, the splat arrays a redraw uploads, each edit with its undo, and compare (voting).
-Prints `RESULT <name> <value>` lines.
+The pick is timed with the decoded geometry kept (between edits); the first pick after an edit
+decodes again, as a redraw does. Prints `RESULT <name> <value>` lines.
 """
 
 from __future__ import annotations
@@ -68,14 +69,19 @@ def main() -> None:
         worst_err = {n: max(worst_err[n], e) for n, e in errs.items()}
         print(f"{k:>6} {int(sel.sum()):>9} {100 * iou:>7.1f} " + " ".join(f"{errs[n]:>12.4f}" for n in edits))
 
+    def decoded():
+        with torch.no_grad():
+            return run.model.decode()
+
     view, (x, y) = pick_target_pixel(ds, masks, int(labels.max()))
     origin, direction = pixel_ray(ds.camera(view), x + 0.5, y + 0.5)
     pick = session.pick_ray(origin, direction)
     timings = {"pick": median_time(lambda: session.pick_ray(origin, direction)),
                "select": median_time(lambda: session.select(pick.gaussian)),
-               "redraw_arrays": median_time(lambda: splat_arrays(run.model))}
-    rgbs = splat_arrays(run.model).rgbs  # after a removal or a move the colours are kept
-    timings["redraw_arrays_same_colours"] = median_time(lambda: splat_arrays(run.model, rgbs))
+               # after an edit: one decode, then the arrays (colours re-averaged, or kept after a removal / move)
+               "redraw_arrays": median_time(lambda: splat_arrays(run.model, decoded()))}
+    rgbs = splat_arrays(run.model, session.geometry()).rgbs
+    timings["redraw_arrays_same_colours"] = median_time(lambda: splat_arrays(run.model, decoded(), rgbs))
     for name, edit in edits.items():
         timings[f"{name}_and_undo"] = median_time(lambda edit=edit: (edit(), session.undo()))
     cams = ds.split("train")

@@ -122,10 +122,11 @@ class EditSession(UsesHistory):
         self._seeds: list[int] = []
         self._scores: torch.Tensor | None = None  # (N,) max over the seeds' cosines
         self._decoded: tuple[tuple, Splats] | None = None  # (model state stamp, its decode)
-        self._loaded_opacity = self._geometry().opacities.reshape(-1).cpu()
+        self._loaded_opacity = self.geometry().opacities.reshape(-1).cpu()
 
-    def _geometry(self, camera: Camera | None = None) -> Splats:
-        """The decoded Gaussians for picking (means, rotations, scales, opacities). Decoded once
+    def geometry(self, camera: Camera | None = None) -> Splats:
+        """The decoded Gaussians (means, rotations, scales, opacities; for picks, compare, removal
+        and the viewer's splats; ``colors`` are the canonical view's). Decoded once
         per model state when geometry does not depend on the view (the default: only colour
         does), so clicks do not re-run the decoder; the state is told by the version counters
         of the model's tensors, which every edit, undo and load bumps."""
@@ -155,7 +156,7 @@ class EditSession(UsesHistory):
 
     @torch.no_grad()
     def _pick(self, camera: Camera, x: int, y: int) -> Pick | None:
-        s = self._geometry(camera)
+        s = self.geometry(camera)
         con = contributions(s.means, s.quats, s.scales, s.opacities, camera)
         gid = int(con.pixel_top_gaussian[y, x])
         if gid < 0:
@@ -256,7 +257,7 @@ class EditSession(UsesHistory):
     def _target_id(self, cameras: list[Camera], masks: list[torch.Tensor], neighbours: int = 32) -> int:
         """The id the masks most often carry where the first click's Gaussian and its nearest
         neighbours project (centres only, no rasterization: occluded views are outvoted)."""
-        g = self._geometry()
+        g = self.geometry()
         seed = self._seeds[0]
         near = (g.means - g.means[seed]).norm(dim=-1).topk(min(neighbours, len(g.means)), largest=False).indices
         counts: dict[int, int] = {}
@@ -275,7 +276,7 @@ class EditSession(UsesHistory):
     # --- results as plain Gaussians ---------------------------------------------------------
     def removed(self) -> torch.Tensor:
         """(N,) bool: Gaussians the edits removed (see :data:`REMOVED_FRACTION`)."""
-        return self._geometry().opacities.reshape(-1).cpu() < REMOVED_FRACTION * self._loaded_opacity
+        return self.geometry().opacities.reshape(-1).cpu() < REMOVED_FRACTION * self._loaded_opacity
 
     def scene_gaussians(self, camera: Camera | None = None, drop_removed: bool = True) -> Gaussians:
         """The edited scene as a 3DGS (SH degree 0; view-independent colours unless ``camera``);

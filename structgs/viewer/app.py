@@ -103,7 +103,7 @@ class Viewer:
         colours), re-tinted after a selection change."""
         if decode or self._splats is None:
             keep = None if colours or self._splats is None else self._splats.rgbs
-            self._splats = splat_arrays(self.session.model, keep)
+            self._splats = splat_arrays(self.session.model, self.session.geometry(), keep)
         sel = self.session.selection.numpy()
         a = self._splats.tinted(sel if sel.any() else None, self.voting)
         self.server.scene.add_gaussian_splats("/scene", centers=a.centers, covariances=a.covariances, rgbs=a.rgbs,

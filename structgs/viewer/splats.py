@@ -44,17 +44,16 @@ class SplatArrays:
 
 
 @torch.no_grad()
-def splat_arrays(model, rgbs: np.ndarray | None = None) -> SplatArrays:
-    """The decoded scene with view-independent colours (the browser sorts and blends splats
-    itself, so a view-dependent colour would be right for one camera only). ``rgbs``: reuse
-    colours computed before (an edit of opacity or motion leaves them; averaging the colour
-    branch over 16 directions is most of the cost)."""
-    s = model.decode()
-    cov = covariance_3d(s.quats, s.scales)
+def splat_arrays(model, splats, rgbs: np.ndarray | None = None) -> SplatArrays:
+    """``splats`` (the model decoded, e.g. ``EditSession.geometry()``) with view-independent
+    colours (the browser sorts and blends splats itself, so a view-dependent colour would be
+    right for one camera only). ``rgbs``: reuse colours computed before (an edit of opacity or
+    motion leaves them; averaging the colour branch over 16 directions is most of the cost)."""
     as_np = lambda t: t.detach().float().cpu().numpy().astype(np.float32)  # noqa: E731
     if rgbs is None:
         rgbs = as_np(model.view_independent_colors().clamp(0, 1))
-    return SplatArrays(as_np(s.means), as_np(cov), rgbs, as_np(s.opacities.reshape(-1, 1)))
+    cov = covariance_3d(splats.quats, splats.scales)
+    return SplatArrays(as_np(splats.means), as_np(cov), rgbs, as_np(splats.opacities.reshape(-1, 1)))
 
 
 @dataclass(frozen=True)
