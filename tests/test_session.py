@@ -51,6 +51,8 @@ def test_a_pick_is_the_pixels_top_gaussian_and_the_background_is_none(scene, ses
         session.pick_pixel(cam, cam.width, 0)
     with pytest.raises(InputError, match="non-zero direction"):
         session.pick_ray([0, 0, 0], [0, 0, 0])
+    with pytest.raises(InputError, match=r"3-vectors, got shapes \(2,\) and \(3,\)"):
+        session.pick_ray([0, 0], [0, 0, 1])
 
 
 def test_a_ray_picks_what_the_view_shows_at_its_pixel(scene, session):
@@ -106,6 +108,8 @@ def test_edits_through_the_session_undo_bit_exactly(scene, session):
     model, ds, labels = scene
     with pytest.raises(EmptySelectionError, match="click an object first"):
         session.remove()
+    with pytest.raises(EmptySelectionError, match="click an object first"):
+        session.selected_gaussians()
     view, (x, y) = pick_target_pixel(ds, ds.masks_dir, 3)
     session.select(session.pick_pixel(ds.camera(view), x, y).gaussian)
     state = lambda: {k: v.clone() for k, v in model.state_dict().items()}  # noqa: E731

@@ -94,8 +94,12 @@ class Comparison:
 
 def ray_camera(origin, direction, focal: float = PICK_FOCAL) -> Camera:
     """A one-pixel OpenCV camera at ``origin`` looking along ``direction``."""
-    o = torch.as_tensor(origin, dtype=torch.float32).reshape(3)
-    d = torch.as_tensor(direction, dtype=torch.float32).reshape(3)
+    o = torch.as_tensor(origin, dtype=torch.float32)
+    d = torch.as_tensor(direction, dtype=torch.float32)
+    if o.numel() != 3 or d.numel() != 3:
+        raise InputError(f"pick ray: origin and direction must be 3-vectors, got shapes {tuple(o.shape)} and "
+                         f"{tuple(d.shape)}")
+    o, d = o.reshape(3), d.reshape(3)
     if not bool(torch.isfinite(o).all() & torch.isfinite(d).all()) or float(d.norm()) < 1e-12:
         raise InputError(f"pick ray needs a finite origin and a non-zero direction, got {o.tolist()}, {d.tolist()}")
     d = d / d.norm()
