@@ -95,7 +95,7 @@ def demo(
     seed: Annotated[int, typer.Option(help="Seed of the built-in scene.")] = 0,
     device: Annotated[DeviceChoice, typer.Option(help="Where to compute.")] = DeviceChoice.auto,
 ) -> None:
-    """The whole job on the built-in scene (~8 min on 2 cores): generate it, fit the decoder
+    """The whole job on the built-in scene (~10 min on 2 cores): generate it, fit the decoder
     (~4 min), shape it from its SAM-like masks (~3.5 min), segment every object from one click, edit each (remove, recolour,
     move, undo) and write before/after PNGs and summary.md. Finished stages are reused."""
     from structgs.pipeline.demo import run_demo
