@@ -223,16 +223,24 @@ app.command()(train)
 
 @app.command()
 def export(
-    run: Annotated[Path, typer.Argument(help="A run directory.")],
-    out: Annotated[Path, typer.Option(help="Output INRIA PLY.")],
-    view: Annotated[Optional[str], typer.Option(help="Decode colours for this view (default: view-independent).")] = None,
-    data: Annotated[Optional[Path], typer.Option(help="Dataset (default: the one the run was fitted on).")] = None,
+    run: Annotated[Path, typer.Argument(help="A run directory (never modified).")],
+    out: Annotated[Path, typer.Option(help="Output INRIA PLY (written atomically).")],
+    selection: Annotated[Optional[Path], typer.Option(help="Only these Gaussians: .npy of ids or booleans "
+                                                           "(from `structgs segment` or the viewer).")] = None,
+    invert: Annotated[bool, typer.Option(help="Everything except --selection (the scene without the object).")] = False,
+    sh_degree: Annotated[Optional[int], typer.Option(help="SH degree of the colours, 0-3 (default: the input "
+                                                          "PLY's; view-dependent colours are fitted onto it).")] = None,
+    keep_removed: Annotated[bool, typer.Option(help="Also write Gaussians that removals made transparent.")] = False,
+    view: Annotated[Optional[str], typer.Option(help="Colours as this view sees them (SH degree 0).")] = None,
+    data: Annotated[Optional[Path], typer.Option(help="Dataset for --view (default: the one the run was fitted on).")] = None,
 ) -> None:
-    """Export the decoded scene as an INRIA PLY that other 3DGS tools open."""
-    from structgs.pipeline.render_views import export_run
+    """Write the decoded scene, or a selected object, as an INRIA PLY that other 3DGS tools open."""
+    from structgs.pipeline.export import export_run
 
-    export_run(run, out, view=view, data=data)
-    typer.echo(f"wrote {out}")
+    info = export_run(run, out, selection=selection, invert=invert, view=view, data=data, sh_degree=sh_degree,
+                      keep_removed=keep_removed)
+    removed = f"; {info['removed_left_out']:,} removed ones left out" if info["removed_left_out"] else ""
+    typer.echo(f"wrote {info['written']:,} of {info['of']:,} Gaussians (SH degree {info['sh_degree']}{removed}) -> {out}")
 
 
 @app.command()

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from structgs.decoder import DecoderConfig
-from structgs.model import SceneModel
+from structgs.model import SceneInfo, SceneModel
 
 
 def _model(n=50, seed=0, **cfg):
@@ -355,13 +355,15 @@ def test_per_gaussian_state_is_walked_by_densify_prune_and_load(tmp_path):
     from structgs.edit.voting import keep_gaussians
     from structgs.training.strategy import reindex_gaussians
 
-    m = SceneModel(DecoderConfig(branches=("color", "opacity", "rotation"), position_frequencies=0), 10)
+    m = SceneModel(DecoderConfig(branches=("color", "opacity", "rotation"), position_frequencies=0), 10,
+                   scene=SceneInfo(normals="stored"))
     with torch.no_grad():
         for t in m.per_gaussian().values():
-            t.copy_(torch.arange(10, dtype=t.dtype).reshape(10, *[1] * (t.ndim - 1)).expand_as(t))
+            ids = torch.arange(10) % 2 if t.dtype == torch.bool else torch.arange(10)
+            t.copy_(ids.to(t.dtype).reshape(10, *[1] * (t.ndim - 1)).expand_as(t))
     names = set(m.per_gaussian())
     assert names == {"centroids", "latents", "explicit.scale", "overrides.opacity", "overrides.color",
-                     "overrides.color_mask", "overrides.offset"}
+                     "overrides.color_mask", "overrides.offset", "removed", "normals"}
     assert names == {k for k in m.state_dict() if not k.startswith("decoder.")}
     opt = torch.optim.Adam([m.centroids, m.latents, m.explicit["scale"]])
     m.decode().opacities.sum().backward()

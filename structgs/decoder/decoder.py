@@ -121,6 +121,12 @@ class AttributeDecoder(nn.Module):
                 out[b] = None
         return DecodedAttributes(**out)
 
+    def branch_output(self, branch: str, latents: torch.Tensor, view: torch.Tensor | None = None,
+                      centroids: torch.Tensor | None = None) -> torch.Tensor:
+        """``branch``'s activated output alone (what :meth:`forward` gives for it)."""
+        raw = self._branch(branch)(self.branch_input(branch, latents, view, centroids))
+        return activate(branch, raw, self.config.scale_log_range)
+
     def _with_view(self, branch: str, base: torch.Tensor, view: torch.Tensor | None) -> torch.Tensor:
         if branch not in self.config.view_dependent_branches or self.config.view_dim == 0:
             return base

@@ -26,6 +26,10 @@ from structgs.utils.errors import InputError
 from structgs.utils.log import get_logger
 
 log = get_logger("edit")
+REMOVED_FRACTION = 0.1
+"""A Gaussian whose decoded opacity the edits brought below this fraction of its opacity before
+them counts as removed (``SceneModel.removed``): exports leave it out. (A removal solves for the
+selection's mean opacity, so a few of its Gaussians keep a trace of opacity, ~0.005.)"""
 SELECTION_WEIGHT = 100.0
 """Row weight of the selections' targets against the pinned groups' in the edit solve."""
 LSTSQ_RCOND = 1e-6
@@ -230,3 +234,11 @@ def cosine_kmeans(x: torch.Tensor, k: int, iters: int = 15) -> torch.Tensor:
             if len(members):
                 c[j] = torch.nn.functional.normalize(members.mean(0), dim=0)
     return (u @ c.T).argmax(-1)
+
+
+@torch.no_grad()
+def removal_marks(model, opacity_before: torch.Tensor) -> torch.Tensor:
+    """(N,) bool on the model's device: Gaussians marked removed before, or brought below
+    :data:`REMOVED_FRACTION` of ``opacity_before`` (their opacities before the edits) since."""
+    now = model.decode().opacities.reshape(-1)
+    return model.removed | (now < REMOVED_FRACTION * opacity_before.to(now.device).reshape(-1))

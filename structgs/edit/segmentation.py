@@ -57,6 +57,8 @@ class VotingSegmentation:
     """voting, projection or binary."""
     on_view: Callable[[int, int], None] | None = field(default=None, compare=False)
     """Called with (views done, views) after each view: progress for a GUI."""
+    progress: bool = field(default=False, compare=False)
+    """Show a progress bar over the views (terminal)."""
 
     def __post_init__(self) -> None:
         if self.method not in VOTING_METHODS:
@@ -66,13 +68,14 @@ class VotingSegmentation:
         if not query.cameras or len(query.cameras) != len(query.target_masks):
             raise InputError(f"{self.method} needs views with one target mask each")
         return segment_by_voting(model, list(query.cameras), list(query.target_masks), self.method,
-                                 on_view=self.on_view)
+                                 progress=self.progress, on_view=self.on_view)
 
 
-def segmentation(method: str, threshold: float | None = None) -> Segmentation:
-    """The strategy for ``method`` (shaped, voting, projection, binary)."""
+def segmentation(method: str, threshold: float | None = None, progress: bool = False) -> Segmentation:
+    """The strategy for ``method`` (shaped, voting, projection, binary); ``progress``: a
+    progress bar over the views (voting methods; shaped takes milliseconds)."""
     if method == "shaped":
         return ShapedSegmentation(DEFAULT_THRESHOLD if threshold is None else threshold)
     if threshold is not None:
         raise InputError(f"--threshold applies to shaped segmentation, not {method}")
-    return VotingSegmentation(method)
+    return VotingSegmentation(method, progress=progress)

@@ -22,7 +22,7 @@ from typing import Callable
 
 import torch
 
-from structgs.edit.editor import WeightEditor
+from structgs.edit.editor import REMOVED_FRACTION, WeightEditor
 from structgs.edit.history import EditRecord, UsesHistory
 from structgs.edit.jacobian import jacobian_cosine
 from structgs.edit.segmentation import DEFAULT_THRESHOLD, SegmentationQuery, VotingSegmentation
@@ -39,12 +39,6 @@ PICK_FOCAL = 1000.0
 footprint of 1/1000 of the distance, about one screen pixel of a 60-degree view 1000 px high."""
 GEOMETRY_BRANCHES = {"opacity", "scale", "rotation", "motion"}
 """Branches that decide where a Gaussian is and how much it covers (what a pick needs)."""
-REMOVED_FRACTION = 0.1
-"""A Gaussian whose decoded opacity the edits brought below this fraction of its opacity in the
-run as loaded counts as removed: exports of the edited scene leave it out. (A removal solves for
-the selection's mean opacity, so a few of its Gaussians keep a trace of opacity, ~0.005.)"""
-
-
 @dataclass(frozen=True)
 class Pick:
     """The Gaussian under a click: its id, its blending weight alpha*T on the ray and its depth
@@ -279,18 +273,20 @@ class EditSession(UsesHistory):
 
     # --- results as plain Gaussians ---------------------------------------------------------
     def removed(self) -> torch.Tensor:
-        """(N,) bool: Gaussians the edits removed (see :data:`REMOVED_FRACTION`)."""
-        return self.geometry().opacities.reshape(-1).cpu() < REMOVED_FRACTION * self._loaded_opacity
+        """(N,) bool: Gaussians removed before the run was loaded or by this session's edits
+        (brought below :data:`~structgs.edit.editor.REMOVED_FRACTION` of their loaded opacity)."""
+        now = self.geometry().opacities.reshape(-1).cpu()
+        return self.model.removed.cpu() | (now < REMOVED_FRACTION * self._loaded_opacity)
 
     def scene_gaussians(self, camera: Camera | None = None, drop_removed: bool = True) -> Gaussians:
-        """The edited scene as a 3DGS (SH degree 0; view-independent colours unless ``camera``);
-        ``drop_removed`` leaves out the Gaussians that removals made (nearly) transparent."""
-        g = self.model.to_gaussians(camera)
+        """The edited scene as a 3DGS (view-dependent colours as SH of the input PLY's degree,
+        or ``camera``'s colours); ``drop_removed`` leaves out what removals made transparent."""
+        g = self.model.to_gaussians(camera, sh_degree=self.model.scene.sh_degree)
         return g.subset(~self.removed()) if drop_removed else g
 
     def selected_gaussians(self, camera: Camera | None = None) -> Gaussians:
         """The selected Gaussians as a 3DGS, as the edits left them."""
-        return self.model.to_gaussians(camera).subset(self._required_selection())
+        return self.model.to_gaussians(camera, sh_degree=self.model.scene.sh_degree).subset(self._required_selection())
 
 
 def pixel_ray(camera: Camera, u: float, v: float) -> tuple[torch.Tensor, torch.Tensor]:

@@ -12,6 +12,11 @@ all the others, on the decoded attributes (not on renders):
   (<= 0.05) and the others' mean offset norm / |requested total| (< 0.01); the worst of the
   three moves is reported; ``spread`` is the selection's mean distance from its own mean
   offset after the last move, of the request (0: a rigid move).
+
+``measure_chain`` chains edits as the CLI does (each on the previous result, fresh history):
+a move, then a recolour of the moved object, and counts Gaussians rather than means: the
+object's Gaussians left behind by the move (< half the request), the others that moved
+(> 10 % of it), and per other label the share visibly tinted (a channel changed > 0.05).
 """
 
 from __future__ import annotations
@@ -92,6 +97,43 @@ def measure_edits(editor, selection: torch.Tensor, rgb=RECOLOR_TARGET, step=MOVE
     if not out["restore"]["reset_exact"]:  # never leave a caller with edited weights
         model.load_state_dict(start)
     return out
+
+
+TINT = 0.05
+"""A colour change (largest channel) above this counts as a visible tint."""
+
+
+def measure_chain(make_editor, selection: torch.Tensor, labels: torch.Tensor, rgb=RECOLOR_TARGET,
+                  step=MOVE_STEP) -> dict:
+    """Move ``selection`` by ``step``, then recolour it to ``rgb`` with a new editor (as
+    ``structgs edit`` chains runs); ``make_editor()`` gives an editor with a fresh history on
+    the model. Leaves the model as it found it. ``labels``: (N,) object id per Gaussian."""
+    first = make_editor()
+    model = first.model
+    start = _state(model)
+    sel = selection.to(model.device)
+    step_t = torch.tensor(step, dtype=torch.float32, device=model.device)
+    try:
+        with torch.no_grad():
+            base = model.decode().offsets
+        first.move(selection, list(step))
+        with torch.no_grad():
+            moved = (model.decode().offsets - base).norm(dim=1) / step_t.norm()
+            before = model.view_independent_colors()
+        make_editor().recolor(selection, list(rgb))
+        with torch.no_grad():
+            after = model.view_independent_colors()
+    finally:
+        model.load_state_dict(start)
+    tinted = ((after - before).abs().max(-1).values > TINT).cpu()
+    labels = labels.cpu()
+    own = labels[selection.cpu()].mode().values.item()
+    target = torch.tensor(rgb, dtype=after.dtype, device=after.device)
+    return {"left_behind": float((moved[sel] < 0.5).float().mean()),
+            "others_moved": float((moved[~sel] > 0.1).float().mean()),
+            "recolor_error": float((after[sel].mean(0) - target).abs().max()),
+            "tinted": {int(j): float(tinted[(labels == j) & ~selection.cpu()].float().mean())
+                       for j in labels.unique().tolist() if j not in (0, own)}}
 
 
 def meets_targets(m: dict) -> dict[str, bool]:

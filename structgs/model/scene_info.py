@@ -11,6 +11,17 @@ from structgs.utils.errors import InputError
 from structgs.utils.fields import check_fields
 
 
+NORMALS = ("none", "zeros", "stored")
+
+
+def normals_kind(normals) -> str:
+    """How a PLY's normals are kept (see :attr:`SceneInfo.normals`): None -> none, all zero ->
+    zeros, else stored."""
+    if normals is None:
+        return "none"
+    return "zeros" if not bool(normals.abs().gt(0).any()) else "stored"
+
+
 @dataclass(frozen=True)
 class SceneInfo:
     """The fitted scene's statistics and where its data came from."""
@@ -30,11 +41,21 @@ class SceneInfo:
     """The pre-trained 3DGS the run was fitted to (None when fitted from points)."""
     init: str | None = None
     """The points the run was fitted from (None when fitted to a PLY)."""
+    sh_degree: int = 0
+    """SH degree of the input PLY: the degree ``structgs export`` writes by default (the
+    decoder's view-dependent colours are projected onto it)."""
+    normals: str = "none"
+    """The input PLY's normals: ``none`` (no nx ny nz fields), ``zeros`` (the fields, all zero:
+    INRIA's convention) or ``stored`` (non-zero: kept per Gaussian in the run, exported as read)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "background", tuple(float(x) for x in self.background))
         if len(self.background) != 3:
             raise InputError(f"scene.background must have 3 values, got {list(self.background)}")
+        if self.normals not in NORMALS:
+            raise InputError(f"scene.normals must be one of {list(NORMALS)}, got {self.normals!r}")
+        if not 0 <= self.sh_degree <= 3:
+            raise InputError(f"scene.sh_degree must be 0..3, got {self.sh_degree}")
         for name in ("downscale", "scene_extent", "mean_camera_distance"):
             if not getattr(self, name) > 0:
                 raise InputError(f"scene.{name} must be > 0, got {getattr(self, name)}")

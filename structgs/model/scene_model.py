@@ -25,7 +25,7 @@ from structgs.model.activation_cache import ActivationCache
 from structgs.model.scene_info import SceneInfo
 from structgs.render.api import RenderOutput, rasterize
 from structgs.scene.cameras import Camera
-from structgs.scene.gaussians import Gaussians, rgb_to_sh_dc
+from structgs.scene.gaussians import Gaussians
 from structgs.utils.io import atomic_write, write_json
 from structgs.utils.errors import InputError, MissingFileError
 
@@ -103,6 +103,10 @@ class SceneModel(nn.Module):
         self.explicit = nn.ParameterDict({k: nn.Parameter(torch.zeros(v)) for k, v in shapes.items()
                                           if k not in config.branches})
         self.overrides = DirectOverrides(n)  # direct per-Gaussian edits (edits on voted selections)
+        # Gaussians a removal made transparent: never read when decoding; exports leave them out
+        self.register_buffer("removed", torch.zeros(n, dtype=torch.bool))
+        if self.scene.normals == "stored":  # the input PLY's non-zero normals, exported as read
+            self.register_buffer("normals", torch.zeros(n, 3))
         # unit activations per branch for fast shaped segmentation; each checks it still matches
         # this model before use (structgs.model.activation_cache), so a stale one is never read
         self.activation_caches: dict[str, ActivationCache] = {}
@@ -128,6 +132,7 @@ class SceneModel(nn.Module):
         tensors = {"centroids": self.centroids, "latents": self.latents}
         tensors.update({f"explicit.{k}": v for k, v in self.explicit.items()})
         tensors.update({f"overrides.{k}": v for k, v in self.overrides.named_buffers()})
+        tensors.update({k: v for k, v in self._buffers.items() if k in ("removed", "normals")})
         return tensors
 
     def set_per_gaussian(self, name: str, value: torch.Tensor) -> torch.Tensor:
@@ -198,28 +203,48 @@ class SceneModel(nn.Module):
         return rasterize(s.means, s.quats, s.scales, s.opacities, s.colors, camera, background=background,
                          backend=backend, **kwargs)
 
+    @property
+    def view_dependent_colors(self) -> bool:
+        """Whether decoded colours depend on the view direction."""
+        cfg = self.config
+        return "color" in cfg.branches and "color" in cfg.view_dependent_branches and cfg.view_dim > 0
+
+    def colors(self, direction: torch.Tensor | None = None, index: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, 3) colours of Gaussians ``index`` (all if None) seen along one unit ``direction``
+        (3,) (canonical if None; the camera distance is the scene's mean): the colour branch
+        alone, with direct colour edits applied, as :meth:`decode` colours them."""
+        n = self.num_gaussians if index is None else int(index.numel())
+        if not self.view_dependent_colors or direction is None:
+            view = None
+        else:
+            view = direction.to(self.centroids).expand(n, 3)
+            if self.config.view_inputs == "dir+dist":
+                view = torch.cat([view, torch.full_like(view[:, :1], self.scene.mean_camera_distance)], -1)
+        if "color" in self.config.branches:
+            lat = self.latents if index is None else self.latents[index]
+            mu = self.centroids if index is None else self.centroids[index]
+            color = self.decoder.branch_output("color", lat, view, centroids=mu)
+        else:
+            raw = self.explicit["color"]
+            color = torch.sigmoid(raw if index is None else raw[index])
+        cm = self.overrides.color_mask if index is None else self.overrides.color_mask[index]
+        fixed = self.overrides.color if index is None else self.overrides.color[index]
+        return color * (1 - cm[:, None]) + fixed * cm[:, None]
+
     @torch.no_grad()
     def view_independent_colors(self, directions: torch.Tensor | None = None) -> torch.Tensor:
         """Colours averaged over view directions (default: 16 directions on the sphere)."""
-        if "color" not in self.config.view_dependent_branches or self.config.view_dim == 0 or "color" not in self.config.branches:
-            return self.decode().colors
+        if not self.view_dependent_colors:
+            return self.colors()
         dirs = (directions if directions is not None else fibonacci_directions()).to(self.device)
-        acc = torch.zeros(self.num_gaussians, 3, device=self.device)
-        for d in dirs:
-            view = d.expand(self.num_gaussians, 3)
-            if self.config.view_inputs == "dir+dist":
-                view = torch.cat([view, torch.full_like(view[:, :1], self.scene.mean_camera_distance)], -1)
-            acc += self.decode(view=view).colors
-        return acc / len(dirs)
+        return sum(self.colors(d) for d in dirs) / len(dirs)
 
-    @torch.no_grad()
-    def to_gaussians(self, camera: Camera | None = None) -> Gaussians:
-        """The decoded scene as a plain 3DGS (SH degree 0): for ``camera``'s view, or view-independent."""
-        s = self.decode(camera)
-        colors = s.colors if camera is not None else self.view_independent_colors()
-        op = s.opacities.clamp(1e-6, 1 - 1e-6)
-        return Gaussians(s.means.float().cpu(), s.quats.float().cpu(), torch.log(s.scales).float().cpu(),
-                         torch.log(op / (1 - op)).float().cpu(), rgb_to_sh_dc(colors).float().cpu()[:, None, :].contiguous())
+    def to_gaussians(self, camera: Camera | None = None, sh_degree: int = 0, progress: bool = False) -> Gaussians:
+        """The decoded scene as a plain 3DGS: colours for ``camera``'s view, or view-dependent
+        colours projected onto SH of ``sh_degree`` (structgs.model.plain)."""
+        from structgs.model.plain import decoded_gaussians
+
+        return decoded_gaussians(self, camera, sh_degree, progress)
 
     # --- persistence ----------------------------------------------------------------------
     def config_dict(self) -> dict[str, Any]:
@@ -286,8 +311,8 @@ class SceneModel(nn.Module):
             if old in state:
                 state[new] = state.pop(old)
         defaults = model.state_dict()
-        for k in [k for k in defaults if k.startswith("overrides.") and k not in state]:
-            state[k] = defaults[k]  # runs saved before direct edits existed: identity overrides
+        for k in [k for k in defaults if (k.startswith("overrides.") or k == "removed") and k not in state]:
+            state[k] = defaults[k]  # runs saved before direct edits (or removal marks) existed: identity
         expected = {k: tuple(v.shape) for k, v in defaults.items()}
         got = {k: tuple(v.shape) for k, v in state.items()}
         problems = [f"missing {k} {s}" for k, s in expected.items() if k not in got]

@@ -10,6 +10,7 @@ import torch
 from tqdm import tqdm
 
 from structgs.edit import make_editor, from_file, from_mask, from_pixels
+from structgs.edit.editor import removal_marks
 from structgs.edit.selection import load_mask_image
 from structgs.edit.voting import METHODS as VOTING_METHODS
 from structgs.edit.segmentation import SegmentationQuery, segmentation
@@ -135,6 +136,8 @@ def edit_command(run: Path, out: Path, op: str, spec: SelectionSpec | None, meth
         expand = spec is None or spec.gaussians is None  # clicks/masks expand to the object, ids are taken as given
     sel = select(model, ds, spec, method, masks, target, expand=expand)
     editor = make_editor(model, method)
+    with torch.no_grad():
+        opacity_before = model.decode().opacities
     if op == "remove":
         rec = editor.remove(sel)
     elif op == "recolor":
@@ -147,6 +150,7 @@ def edit_command(run: Path, out: Path, op: str, spec: SelectionSpec | None, meth
         rec = editor.move(sel, translate)
     else:
         raise InputError(f"unknown --op {op!r} (remove, recolor, move)")
+    model.removed.copy_(removal_marks(model, opacity_before))  # exports leave these out
     history = list(model.meta.get("edits", []))
     history.append({"op": op, "method": method, "selected": int(sel.sum()), "rgb": rgb, "translate": translate,
                     "info": {k: v for k, v in rec.info.items() if k in ("achieved", "targets")}})

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from structgs.model import SceneInfo
+from structgs.model.scene_info import normals_kind
 from structgs.pipeline.runs import commit_run, prepare_run_output
 from structgs.scene.dataset import SceneDataset, load_dataset, load_init_points
 from structgs.scene.gaussians import Gaussians
@@ -64,7 +65,9 @@ def fit_run(data: str | Path, out: str | Path, ply: str | Path | None = None, in
     else:
         scene = SceneInfo(data=str(data.resolve()), background=cfg.background, downscale=cfg.downscale,
                           scene_extent=ds.scene_extent()[1], mean_camera_distance=ds.mean_camera_distance(),
-                          source_ply=str(ply.resolve()) if ply else None, init=None if init is None else str(init))
+                          source_ply=str(ply.resolve()) if ply else None, init=None if init is None else str(init),
+                          sh_degree=targets.sh_degree if ply else 0,
+                          normals=normals_kind(targets.normals) if ply else "none")
         fitter.initialise(scene, {"fit": cfg.to_dict()})
     model = fitter.train()
     report = fitter.evaluate("test", reference=targets if ply is not None else None)

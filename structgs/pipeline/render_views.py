@@ -7,8 +7,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from structgs.model import SceneModel
-from structgs.pipeline.runs import Run, run_dataset
+from structgs.pipeline.runs import Run
 from structgs.render.api import rasterize, render_gaussians
 from structgs.scene.dataset import load_dataset
 from structgs.scene.gaussians import Gaussians
@@ -16,7 +15,6 @@ from structgs.scene.images import save_rgb
 from structgs.scene.ply import read_ply
 from structgs.utils.device import resolve_device
 from structgs.utils.log import get_logger
-from structgs.utils.errors import InputError
 
 log = get_logger("render")
 
@@ -80,13 +78,3 @@ def render_run_views(run: Path, split: str, out: Path, data: Path | None = None,
         written.append(path)
     log.info("wrote %d images to %s", len(written), out)
     return written
-
-
-def export_run(run: Path, out: Path, view: str | None = None, data: Path | None = None) -> Path:
-    from structgs.scene.ply import write_ply
-
-    if Path(out).resolve().parent == Path(run).resolve() and Path(out).suffix != ".ply":
-        raise InputError(f"{out}: export needs a .ply path")
-    model = SceneModel.from_pretrained(run, "cpu")
-    cam = run_dataset(model, data).camera(view) if view is not None else None
-    return write_ply(model.to_gaussians(cam), out)

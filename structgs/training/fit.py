@@ -99,6 +99,8 @@ class Fitter:
                 src = {"color": torch.logit(g.rgb_dc.clamp(1e-3, 1 - 1e-3)), "opacity": g.opacity_logits,
                        "scale": g.log_scales, "rotation": g.quats}[k]
                 model.explicit[k].copy_(src)
+            if scene.normals == "stored":  # the input's normals, kept for export
+                model.normals.copy_(g.normals)
         return model.to(self.device)
 
     def _make_optimizers(self) -> None:

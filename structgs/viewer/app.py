@@ -256,10 +256,13 @@ class Viewer:
         model.meta["edits"] = history + [{"op": r.kind, "viewer": True, "info": {k: v for k, v in r.info.items()
                                                                                if k in ("achieved", "targets")}}
                                          for r in self.session.editor.history.done]
+        marks = model.removed.clone()
+        model.removed.copy_(self.session.removed())  # what this session removed stays removed in the run
         try:
             commit_run(out, model)
         finally:
             model.meta["edits"] = history
+            model.removed.copy_(marks)
         self._say(f"Saved the edited scene as the run `{out}`.")
 
     # --- serving ----------------------------------------------------------------------------
