@@ -97,12 +97,15 @@ def demo(
 ) -> None:
     """The whole job on the built-in scene (~10 min on 2 cores): generate it, fit the decoder
     (~4 min), shape it from its SAM-like masks (~3.5 min), segment every object from one click, edit each (remove, recolour,
-    move, undo) and write before/after PNGs and summary.md. Finished stages are reused."""
+    move, undo), and write edits.png (three views: selections and edits, side by side) and summary.md. Finished
+    stages are reused."""
     from structgs.pipeline.demo import run_demo
 
-    run_demo(out, seed=seed, device=device.value)
-    typer.echo(f"summary: {out / 'summary.md'}; edit it in the browser: "
-               f"structgs view {out / 'shaped'} --masks {out / 'scene' / 'masks'}")
+    summary = run_demo(out, seed=seed, device=device.value)
+    typer.echo("\nfiles:")
+    for what, path in summary["files"].items():
+        typer.echo(f"  {what:<11} {path}")
+    typer.echo(f"edit it in the browser: structgs view {out / 'shaped'} --masks {out / 'scene' / 'masks'}")
 
 
 @app.command()
@@ -380,8 +383,9 @@ def segment(
     from structgs.pipeline.edit_ops import segment_command
 
     spec = _spec(gaussians, view, pixel, mask, text, weights, detector_weights, device.value)
-    sel = segment_command(run, out, spec, method.value, masks, target, threshold, data, device.value)
-    typer.echo(f"selected {int(sel.sum())} of {sel.size} Gaussians -> {out}")
+    extent = segment_command(run, out, spec, method.value, masks, target, threshold, data, device.value)
+    typer.echo(f"selected {extent.describe()} -> {out}")
+    _hint(extent)
 
 
 @app.command()
@@ -406,7 +410,14 @@ def edit(
 
     rec = edit_command(run, out, op.value, _spec(gaussians, view, pixel, mask), method.value, masks, target, rgb,
                        translate, data, device.value, expand)
-    typer.echo(f"{op.value}: {rec['selected']} Gaussians selected -> {out}")
+    typer.echo(f"{op.value}: {rec['extent'].describe()} -> {out}")
+    _hint(rec["extent"])
+
+
+def _hint(extent) -> None:
+    """Say so when a selection looks like the ground or background rather than an object."""
+    if extent.hint() is not None:
+        typer.secho(f"note: {extent.hint()}", fg=typer.colors.YELLOW, err=True)
 
 
 @app.command()

@@ -51,9 +51,16 @@ def test_segment_edit_prune_compare_cli(tracked, fitted_small_run, small_scene_d
     ys, xs = np.nonzero(m == 2)
     x, y = int(xs[len(xs) // 2]), int(ys[len(ys) // 2])
     # shaped segmentation from two clicks, written as one boolean per Gaussian
-    _run("segment", shaped_run, "--view", "train/r_0", "--pixel", x, y, "--pixel", x, y + 1,
-         "--out", tmp_path / "sel.npy")
+    r = _run("segment", shaped_run, "--view", "train/r_0", "--pixel", x, y, "--pixel", x, y + 1,
+             "--out", tmp_path / "sel.npy")
     sel = np.load(tmp_path / "sel.npy")
+    # it says what was selected (count, share, size) and gives no ground warning for an object
+    assert f"{int(sel.sum()):,} of 6,000 Gaussians" in r.stdout and "across (scene" in r.stdout, r.stdout
+    assert "note:" not in r.stderr
+    gy, gx = np.nonzero(m == 1)  # a click on the ground selects the ground: the user is told
+    r = _run("segment", shaped_run, "--view", "train/r_0", "--pixel", int(gx[0]), int(gy[0]),
+             "--out", tmp_path / "ground.npy")
+    assert "note: this selection holds" in r.stderr and "probably the ground or background" in r.stderr
     labels = np.load(small_scene_dir / "labels.npy")
     assert sel.dtype == bool and sel.shape == (6000,)
     assert (sel & (labels == 2)).sum() / (sel | (labels == 2)).sum() > 0.9

@@ -258,3 +258,37 @@ def test_chained_move_then_recolour_stays_on_the_object(shaped):
         assert m["tinted"][1] <= 0.01 and max(m["tinted"].values()) <= 0.02, (k, m)
     for k, v in model.state_dict().items():
         assert torch.equal(v, start[k]), k
+
+
+def test_demo_picture_shows_selections_and_each_edit_on_its_object(shaped, tmp_path):
+    """The demo's edits.png: per view, the input, the selections tinted, then the removal, the
+    recolour and the moves, each changing pixels of its own object (and few others); the model
+    is left as it was."""
+    from PIL import Image
+
+    from structgs.pipeline.demo_figures import EditPlan, edit_overview
+
+    _, model, ds, labels = shaped
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    ed = WeightEditor(model)
+    sels = {k: labels == k for k in (2, 3, 4)}
+    plan = EditPlan(remove=2, recolor=3, move=4, rgb=(0.1, 0.8, 0.2), step=(0.0, 0.0, 0.15))
+    cams = ds.split("test")[:2]
+    path = edit_overview(ed, cams, torch.ones(3), sels, {2: "cone", 3: "box", 4: "torus"}, plan, tmp_path / "e.png")
+    grid = np.asarray(Image.open(path).convert("RGB")).astype(np.float32) / 255
+    h, w = 2 * cams[0].height, 2 * cams[0].width
+    assert grid.shape == (18 + 2 * h + 4, 5 * w + 16, 3)
+    tiles = [[grid[18 + i * (h + 4):18 + i * (h + 4) + h, j * (w + 4):j * (w + 4) + w] for j in range(5)] for i in range(2)]
+    for i, cam in enumerate(cams):
+        truth = torch.nn.functional.interpolate(ds.mask(cam, ds.masks_dir)[None, None].float(), size=(h, w),
+                                                mode="nearest")[0, 0].numpy()
+        for j, k in ((2, 2), (3, 3)):  # removal and recolour change their object's pixels, little else
+            changed = np.abs(tiles[i][j] - tiles[i][0]).max(-1) > 0.1
+            obj = truth == k
+            if obj.sum() > 20:
+                assert changed[obj].mean() > 0.5, (i, j, changed[obj].mean())
+            assert changed[(truth != k) & (truth > 0)].mean() < 0.05, (i, j)
+        tinted = np.abs(tiles[i][1] - tiles[i][0]).max(-1) > 0.05  # the selections are highlighted
+        assert tinted[truth >= 2].mean() > 0.8 and tinted[truth == 1].mean() < 0.05
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, start[k]), k

@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Protocol
 
 import torch
+from tqdm import tqdm
 
 from structgs.edit.direct import DirectEditor
 from structgs.edit.history import EditHistory, EditRecord, UsesHistory
@@ -62,7 +63,7 @@ class Editor(Protocol):
 
 def make_editor(model, method: str = "shaped", history: EditHistory | None = None, **options) -> Editor:
     """The editor for selections made by ``method``: a :class:`WeightEditor` for ``shaped``
-    (``options``: threshold, pin_rest, pin_groups), else a :class:`DirectEditor`."""
+    (``options``: threshold, pin_rest, pin_groups, progress), else a :class:`DirectEditor`."""
     if method not in METHODS:
         raise InputError(f"unknown method {method!r} ({', '.join(METHODS)})")
     if method == "shaped":
@@ -76,10 +77,11 @@ class WeightEditor(UsesHistory):
     """Shaped segmentation and edits as decoder-weight perturbations (see the module docstring)."""
 
     def __init__(self, model, history: EditHistory | None = None, threshold: float = DEFAULT_THRESHOLD,
-                 pin_rest: bool = True, pin_groups: int = 4):
+                 pin_rest: bool = True, pin_groups: int = 4, progress: bool = False):
         if pin_groups < 1:
             raise InputError(f"pin_groups must be >= 1, got {pin_groups}")
         self.model, self.threshold, self.pin_rest, self.pin_groups = model, threshold, pin_rest, pin_groups
+        self.progress = progress  # a progress bar over the solver's iterations (terminal)
         self.history = history or EditHistory(model)
 
     # --- segmentation -------------------------------------------------------------------
@@ -185,7 +187,7 @@ class WeightEditor(UsesHistory):
         targets), the rest pinned groups (soft). Returns the selections' final max error."""
         m = self.model
         K, C = len(idxs), len(channels)
-        for it in range(iters):
+        for it in tqdm(range(iters), desc=f"solving the {branch} edit", disable=not self.progress, leave=False):
             jbars = []
             err = tgt - self._group_means(branch, idxs, channels, view)
             if err.abs().max() < tol:

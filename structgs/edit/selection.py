@@ -7,6 +7,7 @@ each pixel, as in Eq. 9), or from a 2D mask image of a view.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -127,3 +128,63 @@ def per_selection(values, count: int, width: int = 3) -> torch.Tensor:
     if t.numel() != count * width:
         raise InputError(f"expected {width} values or {width} per selection ({count * width}), got {t.numel()}")
     return t.reshape(count, width)
+
+
+BACKGROUND_SHARE = 0.35
+"""A selection holding more than this share of the scene's Gaussians is probably the ground or
+the background, not an object (a hint, never an error)."""
+BACKGROUND_WIDTH = 0.6
+"""... as is one whose widest side spans more than this fraction of the scene's widest side."""
+
+
+@dataclass(frozen=True)
+class SelectionExtent:
+    """How big a selection is, so a user can tell an object from the ground they clicked by
+    mistake. Sizes are the 2-98th percentile spans of the Gaussian centres (robust to strays)."""
+
+    count: int
+    total: int
+    size: tuple[float, float, float]
+    centre: tuple[float, float, float]
+    scene_size: tuple[float, float, float]
+
+    @property
+    def share(self) -> float:
+        return self.count / max(1, self.total)
+
+    @property
+    def looks_like_background(self) -> bool:
+        return self.share > BACKGROUND_SHARE or max(self.size) > BACKGROUND_WIDTH * max(self.scene_size)
+
+    def describe(self) -> str:
+        dims = " x ".join(f"{v:.2f}" for v in self.size)
+        scene = " x ".join(f"{v:.2f}" for v in self.scene_size)
+        at = ", ".join(f"{v:.2f}" for v in self.centre)
+        return (f"{self.count:,} of {self.total:,} Gaussians ({100 * self.share:.1f} % of the scene), "
+                f"{dims} across (scene {scene}), centred at ({at})")
+
+    def hint(self) -> str | None:
+        """A warning when the selection looks like the ground or background, else None."""
+        if not self.looks_like_background:
+            return None
+        return (f"this selection holds {100 * self.share:.0f} % of the scene and spans "
+                f"{max(self.size) / max(max(self.scene_size), 1e-12):.0%} of its width: probably the ground or "
+                f"background, not an object. To select an object, give a pixel well inside it.")
+
+
+def _span(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    q = torch.quantile(x[torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(0))[:100_000]].double(),
+                       torch.tensor([0.02, 0.98], dtype=torch.float64), dim=0)
+    return q[1] - q[0], (q[1] + q[0]) / 2
+
+
+def selection_extent(centres: torch.Tensor, selection: torch.Tensor) -> SelectionExtent:
+    """The extent of ``selection`` ((N,) bool) among Gaussian ``centres`` (N, 3)."""
+    centres = centres.detach().cpu()
+    selection = selection.cpu()
+    if not bool(selection.any()):
+        raise EmptySelectionError("the selection is empty")
+    size, centre = _span(centres[selection])
+    scene, _ = _span(centres)
+    as3 = lambda t: tuple(float(v) for v in t)  # noqa: E731
+    return SelectionExtent(int(selection.sum()), int(selection.numel()), as3(size), as3(centre), as3(scene))

@@ -3,8 +3,9 @@
 generate the scene -> render the input PLY -> fit the decoder -> shape it with the scene's
 SAM-like masks (``sam_masks/``: merged, split and jittered per view, ids meaning nothing across
 views; associated by consensus) -> segment every object from one pixel (scored against the
-ground-truth masks) -> remove / recolor / move (x3) every object,
-measuring leakage and undo, and write before/after PNGs and a summary table. Finished stages are reused when re-run.
+ground-truth masks) -> remove / recolor / move (x3) every object, measuring leakage and undo,
+and a move chained with a recolour -> ``edits.png`` (three test views: input, selections, one
+edit per column, named objects) and ``summary.md``. Finished stages are reused when re-run.
 """
 
 from __future__ import annotations
@@ -17,12 +18,12 @@ import torch
 
 from structgs.data.synthetic import SceneSpec, ensure_builtin_scene
 from structgs.edit import WeightEditor, from_pixels
-from structgs.eval.edits import MOVE_STEP, RECOLOR_TARGET, measure_edits, meets_targets
+from structgs.eval.edits import MOVE_STEP, RECOLOR_TARGET, measure_chain, measure_edits, meets_targets
 from structgs.eval.metrics import iou
 from structgs.model import SceneModel
 from structgs.pipeline.edit_ops import evaluate_selection, pick_target_pixel
 from structgs.scene.dataset import load_dataset
-from structgs.scene.images import save_rgb
+from structgs.pipeline.demo_figures import EditPlan, edit_overview
 from structgs.shaping.config import ShapeConfig
 from structgs.pipeline.shape import shape_run
 from structgs.training.config import FitConfig
@@ -63,22 +64,17 @@ def run_demo(out: Path, seed: int = 0, device: str = "auto", fit_config: FitConf
                      "masks": _mask_summary(scene, shape_report),
                      "segmentation": {}, "edits": {}}
     objects = sorted(int(k) for k in labels.unique() if k >= 2)
+    names = object_names(scene)
+    summary["names"] = {k: names.get(k, str(k)) for k in objects}
     seeds = segment_and_edit(editor, ds, labels, objects, summary)
-    # before/after renders of a test view: remove, recolour and move (x3) one object each
-    cam = ds.split("test")[0]
-    bg = torch.tensor(ds.background, device=dev)
-    _render(model, cam, bg, out / "edits" / "before.png")
-    rm, rc, mv = objects[0], objects[1 % len(objects)], objects[2 % len(objects)]
-    editor.remove(seeds[rm])
-    _render(model, cam, bg, out / "edits" / "remove.png")
-    editor.undo()
-    editor.recolor(seeds[rc], list(RECOLOR_TARGET))
-    _render(model, cam, bg, out / "edits" / "recolor.png")
-    editor.undo()
-    for _ in range(3):
-        editor.move(seeds[mv], list(MOVE_STEP))
-    _render(model, cam, bg, out / "edits" / "move.png")
-    editor.reset()
+    summary["chained"] = {k: measure_chain(lambda: WeightEditor(model), seeds[k], labels) for k in objects}
+    # one picture: three test views, the clicks' selections, and an edit on each of three objects
+    plan = EditPlan(remove=objects[0], recolor=objects[1 % len(objects)], move=objects[2 % len(objects)],
+                    rgb=RECOLOR_TARGET, step=MOVE_STEP)
+    figure = edit_overview(editor, ds.split("test")[:3], torch.tensor(ds.background, device=dev), seeds,
+                           summary["names"], plan, out / "edits.png")
+    summary["files"] = {"picture": str(figure), "summary": str(out / "summary.md"), "scene": str(scene),
+                        "fitted run": str(fitted), "shaped run": str(shaped)}
     summary["seconds"] = time.perf_counter() - t0
     write_json(out / "summary.json", summary)
     text = format_summary(summary)
@@ -124,9 +120,13 @@ def _mask_summary(scene: Path, shape_report: dict) -> dict:
             "confidence_mean": noise.get("confidence_mean")}
 
 
-def _render(model, cam, bg, path: Path) -> None:
-    with torch.no_grad():
-        save_rgb(model.render(cam, background=bg).image, path)
+def object_names(scene: Path) -> dict[int, str]:
+    """Object id -> name from the built-in scene's scene.json ("box_1" -> "box")."""
+    import json
+
+    objects = json.loads((Path(scene) / "scene.json").read_text())["objects"]
+    return {int(o["id"]): o["name"].rsplit("_", 1)[0] if o["name"].rsplit("_", 1)[-1].isdigit() else o["name"]
+            for o in objects}
 
 
 def format_summary(s: dict) -> str:
@@ -140,19 +140,29 @@ def format_summary(s: dict) -> str:
 
 def format_tables(s: dict) -> str:
     """The segmentation and edit tables of ``segment_and_edit``'s figures."""
+    names = s.get("names", {})
     lines = ["| object | click (view, pixel) | test mIoU | test mBIoU | 3D IoU | query s |", "|---|---|---|---|---|---|"]
     for k, r in s["segmentation"].items():
-        lines.append(f"| {k} | {r['click']['view']} {tuple(r['click']['pixel'])} | {r['miou']:.1f} | {r['mbiou']:.1f} | "
+        lines.append(f"| {names.get(k, k)} | {r['click']['view']} {tuple(r['click']['pixel'])} | {r['miou']:.1f} | {r['mbiou']:.1f} | "
                      f"{r['iou_3d']:.1f} | {r['query_s']:.3f} |")
     lines += ["", "| object | removal: others / selected | recolour error | move x3: error / others / spread (of request) | undo exact |",
               "|---|---|---|---|---|"]
     for k, e in s["edits"].items():
         ok = meets_targets(e)
-        lines.append(f"| {k} | {e['remove']['ratio']:.3f} {_mark(ok['remove'])} | {e['recolor']['error']:.3f} {_mark(ok['recolor'])} | "
+        lines.append(f"| {names.get(k, k)} | {e['remove']['ratio']:.3f} {_mark(ok['remove'])} | {e['recolor']['error']:.3f} {_mark(ok['recolor'])} | "
                      f"{e['move']['error']:.4f} / {e['move']['others']:.4f} / {e['move']['spread']:.3f} {_mark(ok['move'])} | "
                      f"{_mark(ok['restore'])} |")
     lines += ["", "targets: removal <= 0.02, recolour <= 0.05, move error <= 0.05 and others < 0.01, "
                   "undo / redo / reset bit-exact"]
+    if s.get("chained"):
+        lines += ["", "Chained as `structgs edit` chains runs: move x1, then recolour the moved object "
+                      "(Gaussians, not means; tinted = a colour channel changed > 0.05):", "",
+                  "| object | left behind by the move | others moved > 10 % | ground tinted | worst other object tinted |",
+                  "|---|---|---|---|---|"]
+        for k, c in s["chained"].items():
+            others = [v for j, v in c["tinted"].items() if int(j) != 1]
+            lines.append(f"| {names.get(k, k)} | {c['left_behind']:.2%} | {c['others_moved']:.2%} | "
+                         f"{c['tinted'].get(1, 0.0):.2%} | {max(others, default=0.0):.2%} |")
     return "\n".join(lines)
 
 

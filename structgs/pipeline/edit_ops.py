@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 from structgs.edit import make_editor, from_file, from_mask, from_pixels
 from structgs.edit.editor import removal_marks
-from structgs.edit.selection import load_mask_image
+from structgs.edit.selection import SelectionExtent, load_mask_image, selection_extent
 from structgs.edit.voting import METHODS as VOTING_METHODS
 from structgs.edit.segmentation import SegmentationQuery, segmentation
 from structgs.edit.voting import keep_gaussians, prunable
@@ -100,7 +100,7 @@ def select(model, ds, spec: SelectionSpec | None, method: str = "shaped", masks_
     if not cams:
         raise MissingFileError(f"{masks_dir}: no masks for the training views")
     query = SegmentationQuery(cameras=tuple(cams), target_masks=tuple(target_masks(ds, masks_dir, cams, tid)))
-    sel = segmentation(method, threshold)(model, query)
+    sel = segmentation(method, threshold, progress=True)(model, query)
     if not sel.any():
         raise InputError(f"{method}: no Gaussian was voted into target {tid}")
     return sel
@@ -113,7 +113,7 @@ def load(run: Path, data: Path | None = None, device: str = "auto", needs_shapin
 
 
 def segment_command(run: Path, out: Path, spec: SelectionSpec | None, method: str, masks: Path | None,
-                    target: int | None, threshold: float | None, data: Path | None, device: str) -> np.ndarray:
+                    target: int | None, threshold: float | None, data: Path | None, device: str) -> SelectionExtent:
     out_r = Path(out).resolve()
     if Path(run).resolve() in out_r.parents:
         raise InputError(f"--out {out} lies inside the run {run}; write selections outside it")
@@ -122,10 +122,12 @@ def segment_command(run: Path, out: Path, spec: SelectionSpec | None, method: st
         raise InputError(f"--out {out} is a directory; give a .npy file path")
     ensure_writable_dir(Path(out).parent, "--out")
     model, ds = load(run, data, device, needs_shaping=method == "shaped")
-    sel = select(model, ds, spec, method, masks, target, threshold).numpy()
-    save_npy(out, sel)
-    log.info("%s: selected %d of %d Gaussians -> %s", method, int(sel.sum()), sel.size, out)
-    return sel
+    sel = select(model, ds, spec, method, masks, target, threshold)
+    save_npy(out, sel.numpy())
+    with torch.no_grad():
+        extent = selection_extent(model.decode().means, sel)
+    log.info("%s: selected %s -> %s", method, extent.describe(), out)
+    return extent
 
 
 def edit_command(run: Path, out: Path, op: str, spec: SelectionSpec | None, method: str, masks: Path | None,
@@ -135,9 +137,11 @@ def edit_command(run: Path, out: Path, op: str, spec: SelectionSpec | None, meth
     if expand is None:
         expand = spec is None or spec.gaussians is None  # clicks/masks expand to the object, ids are taken as given
     sel = select(model, ds, spec, method, masks, target, expand=expand)
-    editor = make_editor(model, method)
+    editor = make_editor(model, method, **({"progress": True} if method == "shaped" else {}))
     with torch.no_grad():
-        opacity_before = model.decode().opacities
+        before = model.decode()
+    opacity_before, extent = before.opacities, selection_extent(before.means, sel)
+    log.info("%s: %s", op, extent.describe())
     if op == "remove":
         rec = editor.remove(sel)
     elif op == "recolor":
@@ -157,7 +161,7 @@ def edit_command(run: Path, out: Path, op: str, spec: SelectionSpec | None, meth
     model.meta["edits"] = history
     commit_run(out, model, {"last_selection.npy": lambda p: save_npy(p, sel.numpy())})
     log.info("%s %d Gaussians (%s) -> %s", op, int(sel.sum()), method, out)
-    return history[-1]
+    return {**history[-1], "extent": extent}
 
 
 def prune_command(run: Path, out: Path, data: Path | None, device: str) -> dict:
