@@ -3,78 +3,21 @@
 from __future__ import annotations
 
 import inspect
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
+from structgs.cli_options import (Association, BackendChoice, Branch, DecoderBackend, DeviceChoice, MaskSplit,
+                                  Method, Objective, Op, PixelView, Sampling, SelDetector, SelGaussians, SelMask,
+                                  SelPixel, SelText, SelView, SelWeights, Split, TrackerChoice, fold_pixel_args, hint,
+                                  parse_pixel, selection_spec)
 from structgs.utils.errors import StructGSError
 from structgs.utils.log import get_logger, setup_cli_logging
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
                   help="Structure-aware 3D Gaussian Splatting: fit, shape, segment and edit 3DGS scenes.")
 log = get_logger("cli")
-
-
-class Split(str, Enum):
-    train = "train"
-    test = "test"
-    val = "val"
-
-
-class DeviceChoice(str, Enum):
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
-
-
-class BackendChoice(str, Enum):
-    auto = "auto"
-    torch = "torch"
-    gsplat = "gsplat"
-
-
-class DecoderBackend(str, Enum):
-    torch = "torch"
-    tcnn = "tcnn"
-
-
-class Branch(str, Enum):
-    color = "color"
-    opacity = "opacity"
-    scale = "scale"
-    rotation = "rotation"
-    motion = "motion"
-
-
-class Sampling(str, Enum):
-    uniform = "uniform"
-    fps = "fps"
-
-
-class Association(str, Enum):
-    tracked = "tracked"
-    overlap = "overlap"
-    none = "none"
-
-
-class Objective(str, Enum):
-    activation = "activation"
-    jacobian = "jacobian"
-
-
-class Method(str, Enum):
-    shaped = "shaped"
-    voting = "voting"
-    projection = "projection"
-    binary = "binary"
-
-
-class Op(str, Enum):
-    remove = "remove"
-    recolor = "recolor"
-    move = "move"
 
 
 @app.callback()
@@ -319,53 +262,6 @@ def shape(
         typer.echo(f"{b}: mean activation cosine, object x object\n{format_matrix(entry)}")
 
 
-SelGaussians = Annotated[Optional[Path], typer.Option("--gaussians", help="Selection: .npy of ids or a boolean mask.")]
-SelView = Annotated[Optional[str], typer.Option("--view", help="View name for --pixel / --mask.")]
-PixelView = Annotated[Optional[str], typer.Option("--view", help="View name for --pixel.")]
-SelPixel = Annotated[Optional[list[str]], typer.Option("--pixel", metavar="X Y",
-                                                      help="Pixel X Y of --view (repeatable).")]
-SelMask = Annotated[Optional[Path], typer.Option("--mask", help="2D mask PNG of --view (non-zero = selected).")]
-SelText = Annotated[Optional[str], typer.Option("--text", help="Text prompt (Grounding DINO box -> SAM 2 mask); needs --weights and --detector-weights.")]
-SelWeights = Annotated[Optional[Path], typer.Option("--weights", help="SAM 2 checkpoint dir: --pixel/--text become a SAM 2 mask of the view.")]
-SelDetector = Annotated[Optional[Path], typer.Option("--detector-weights", help="Grounding DINO checkpoint dir (for --text).")]
-
-
-def _spec(gaussians, view, pixel, mask, text=None, weights=None, detector_weights=None, device="auto"):
-    from structgs.pipeline.edit_ops import SelectionSpec
-    from structgs.pipeline.make_masks import MaskSources
-
-    if gaussians is None and not pixel and mask is None and text is None:
-        return None
-    sources = None
-    if weights is not None or detector_weights is not None:
-        sources = MaskSources(weights=weights, detector_weights=detector_weights, device=device)
-    return SelectionSpec(gaussians=gaussians, view=view, pixels=[_parse_pixel(p) for p in pixel] if pixel else None,
-                         mask=mask, text=text, sources=sources)
-
-
-def _parse_pixel(text: str) -> tuple[int, int]:
-    try:
-        x, y = (int(v) for v in text.split(","))
-    except ValueError:
-        raise typer.BadParameter(f"--pixel expects two integers X Y, got {text!r}") from None
-    return x, y
-
-
-def _fold_pixel_args(argv: list[str]) -> list[str]:
-    """``--pixel X Y`` -> ``--pixel X,Y`` (typer has no repeatable two-value options)."""
-    out, i = [], 0
-    while i < len(argv):
-        if argv[i] == "--pixel":
-            vals = argv[i + 1:i + 3]
-            if len(vals) == 2 and all(v.lstrip("-").isdigit() for v in vals):
-                out += ["--pixel", ",".join(vals)]
-                i += 3
-                continue
-        out.append(argv[i])
-        i += 1
-    return out
-
-
 @app.command()
 def segment(
     run: Annotated[Path, typer.Argument(help="A run directory.")],
@@ -382,10 +278,10 @@ def segment(
     """Segment an object in 3D from Gaussian ids, pixels, a 2D mask or a text; write a boolean .npy."""
     from structgs.pipeline.edit_ops import segment_command
 
-    spec = _spec(gaussians, view, pixel, mask, text, weights, detector_weights, device.value)
+    spec = selection_spec(gaussians, view, pixel, mask, text, weights, detector_weights, device.value)
     extent = segment_command(run, out, spec, method.value, masks, target, threshold, data, device.value)
     typer.echo(f"selected {extent.describe()} -> {out}")
-    _hint(extent)
+    hint(extent)
 
 
 @app.command()
@@ -408,16 +304,10 @@ def edit(
     """Remove, recolor or move the selected object; writes a new run."""
     from structgs.pipeline.edit_ops import edit_command
 
-    rec = edit_command(run, out, op.value, _spec(gaussians, view, pixel, mask), method.value, masks, target, rgb,
+    rec = edit_command(run, out, op.value, selection_spec(gaussians, view, pixel, mask), method.value, masks, target, rgb,
                        translate, data, device.value, expand)
     typer.echo(f"{op.value}: {rec['extent'].describe()} -> {out}")
-    _hint(rec["extent"])
-
-
-def _hint(extent) -> None:
-    """Say so when a selection looks like the ground or background rather than an object."""
-    if extent.hint() is not None:
-        typer.secho(f"note: {extent.hint()}", fg=typer.colors.YELLOW, err=True)
+    hint(rec["extent"])
 
 
 @app.command()
@@ -427,11 +317,15 @@ def prune(
     data: Annotated[Optional[Path], typer.Option(help="Dataset (default: the run's).")] = None,
     device: Annotated[DeviceChoice, typer.Option(help="Where to compute.")] = DeviceChoice.auto,
 ) -> None:
-    """Lossless pruning: drop Gaussians that contribute to no pixel of any training view."""
+    """Lossless pruning: drop Gaussians that contribute to no pixel of any training view (what a
+    removal left transparent, and what no view sees). Renders of every training view are unchanged."""
     from structgs.pipeline.edit_ops import prune_command
 
     info = prune_command(run, out, data, device.value)
     typer.echo(f"kept {info['kept']}, dropped {info['dropped']} -> {out}")
+    if info["dropped"] == 0:
+        typer.echo("nothing to prune: every Gaussian shows in some training view (prune after "
+                   "`structgs edit --op remove` to drop what was removed)")
 
 
 @app.command()
@@ -448,7 +342,7 @@ def compare(
     """mIoU / boundary mIoU / query time of shaped, voting, projection and binary on one target."""
     from structgs.pipeline.edit_ops import compare_command, format_comparison
 
-    spec = _spec(None, view, pixel, None)
+    spec = selection_spec(None, view, pixel, None)
     if target is None and spec is None:
         raise typer.BadParameter("give --target ID or --view NAME --pixel X Y")
     res = compare_command(run, masks, split.value, target, spec, data, device.value)
@@ -457,18 +351,6 @@ def compare(
         from structgs.utils.io import write_json
 
         write_json(json_out, res)
-
-
-class TrackerChoice(str, Enum):
-    auto = "auto"
-    sam2 = "sam2"
-    gaussians = "gaussians"
-
-
-class MaskSplit(str, Enum):
-    train = "train"
-    test = "test"
-    all = "all"
 
 
 @app.command()
@@ -498,7 +380,7 @@ def masks(
     sources = MaskSources(weights=weights, detector_weights=detector_weights, oracle_masks=oracle_masks,
                           scene_json=scene_json, ply=ply, tracker=tracker.value, device=device.value)
     summary = make_masks(data, out, sources, split=split.value, view=view,
-                         pixels=[_parse_pixel(p) for p in pixel] if pixel else None, text=text, refine=refine,
+                         pixels=[parse_pixel(p) for p in pixel] if pixel else None, text=text, refine=refine,
                          auto=AutoMaskConfig(points_per_side=points_per_side), ids=ids)
     objs = summary["objects"]
     typer.echo(f"{len(summary['order'])} views, {len(objs)} objects -> {out}")
@@ -513,7 +395,7 @@ def main(argv: list[str] | None = None) -> None:
 
     prefer_passive_waiting()  # before torch is imported: OpenMP threads sleep instead of spinning
     try:
-        app(args=_fold_pixel_args(sys.argv[1:] if argv is None else list(argv)))
+        app(args=fold_pixel_args(sys.argv[1:] if argv is None else list(argv)))
     except StructGSError as e:
         # problems with the user's input, files or environment: one clear line, no traceback
         # (any other exception is a bug and keeps its traceback)

@@ -65,15 +65,17 @@ def test_segment_edit_prune_compare_cli(tracked, fitted_small_run, small_scene_d
     assert sel.dtype == bool and sel.shape == (6000,)
     assert (sel & (labels == 2)).sum() / (sel | (labels == 2)).sum() > 0.9
     # voting from the same click, propagated by the masks
-    _run("segment", fitted_small_run, "--view", "train/r_0", "--pixel", x, y, "--method", "voting",
-         "--masks", masks, "--out", tmp_path / "vote.npy")
+    r = _run("segment", fitted_small_run, "--view", "train/r_0", "--pixel", x, y, "--method", "voting",
+             "--masks", masks, "--out", tmp_path / "vote.npy")
+    assert "voting votes" in r.stderr and "12/12" in r.stderr  # progress over the views
     vote = np.load(tmp_path / "vote.npy")
     assert (vote & (labels == 2)).sum() / (vote | (labels == 2)).sum() > 0.7
     # edits chain: move (voting's direct edit), then a shaped recolour of the moved run
     _run("edit", shaped_run, "--gaussians", tmp_path / "vote.npy", "--op", "move", "--method", "voting",
          "--masks", masks, "--target", 2, "--translate", 0, 0, 0.2, "--out", tmp_path / "e1")
-    _run("edit", tmp_path / "e1", "--gaussians", tmp_path / "sel.npy", "--op", "recolor", "--rgb", 0, 1, 0,
-         "--out", tmp_path / "e2")
+    r = _run("edit", tmp_path / "e1", "--gaussians", tmp_path / "sel.npy", "--op", "recolor", "--rgb", 0, 1, 0,
+             "--out", tmp_path / "e2")
+    assert "solving the color edit" in r.stderr  # the solver's progress
     import torch
 
     from structgs.model import SceneModel
@@ -92,6 +94,7 @@ def test_segment_edit_prune_compare_cli(tracked, fitted_small_run, small_scene_d
     r = _run("prune", fitted_small_run, "--out", tmp_path / "pruned")
     import re
 
+    assert "pruning scan" in r.stderr and "12/12" in r.stderr
     kept, dropped = (int(n) for n in re.search(r"kept (\d+), dropped (\d+)", r.stdout).groups())
     assert kept + dropped == 6000 and SceneModel.from_pretrained(tmp_path / "pruned").num_gaussians == kept
     r = _run("compare", shaped_run, "--masks", masks, "--split", "test", "--target", 2, "--json", tmp_path / "c.json")

@@ -19,7 +19,7 @@ LAYERS = [
     {"eval"},
     {"pipeline"},
     {"viewer"},
-    {"cli"},
+    {"cli", "cli_options"},
 ]
 RANK = {name: i for i, names in enumerate(LAYERS) for name in names}
 

@@ -2,7 +2,7 @@
 each edit next to the input, labelled with the object's name.
 
 ``edit_overview`` writes one PNG, a grid of views (rows) by columns: the input render, the
-selection tinted yellow over it, then one column per edit (remove, recolour, move), each on
+selections tinted (one colour per object), then one column per edit (remove, recolour, move), each on
 the object the plan names. Each edit is undone before the next, so the model is left as found.
 """
 
@@ -17,8 +17,8 @@ import torch
 from structgs.pipeline.render_views import render_selection_mask
 from structgs.utils.io import atomic_write
 
-HIGHLIGHT = (1.0, 0.85, 0.0)
-"""Colour the selection is tinted with (yellow, as in the viewer)."""
+PALETTE = ((1.0, 0.0, 1.0), (0.0, 1.0, 1.0), (0.3, 1.0, 0.1), (1.0, 0.55, 0.0), (0.5, 0.35, 1.0), (1.0, 1.0, 1.0))
+"""Colours the selections are tinted with, one per object (in object order)."""
 
 
 @dataclass(frozen=True)
@@ -38,14 +38,16 @@ def _render(model, cam, bg) -> torch.Tensor:
         return model.render(cam, background=bg).image.clamp(0, 1).cpu()
 
 
-def _tinted(model, cam, bg, selection: torch.Tensor) -> torch.Tensor:
-    """The render with the selection's visible pixels blended halfway to :data:`HIGHLIGHT`."""
+def _tinted(model, cam, bg, selections: list[torch.Tensor]) -> torch.Tensor:
+    """The render with each selection's visible pixels blended 60 % towards its own colour."""
     image = _render(model, cam, bg)
     with torch.no_grad():
         s = model.decode(cam)
-        mask = render_selection_mask(s.means, s.quats, s.scales, s.opacities, selection.to(model.device), cam).cpu()
-    tint = torch.tensor(HIGHLIGHT)
-    return torch.where(mask[..., None], 0.5 * image + 0.5 * tint, image)
+        for i, sel in enumerate(selections):
+            mask = render_selection_mask(s.means, s.quats, s.scales, s.opacities, sel.to(model.device), cam).cpu()
+            tint = torch.tensor(PALETTE[i % len(PALETTE)])
+            image = torch.where(mask[..., None], 0.4 * image + 0.6 * tint, image)
+    return image
 
 
 def _to_uint8(image: torch.Tensor) -> np.ndarray:
@@ -59,10 +61,10 @@ def edit_overview(editor, cameras, background: torch.Tensor, selections: dict[in
 
     model = editor.model
     cams = [c.scaled(1.0 / upscale) for c in cameras]
-    selected = torch.stack([selections[k] for k in sorted(selections)]).any(0)
     columns: list[tuple[str, list[torch.Tensor]]] = [
         ("input", [_render(model, c, background) for c in cams]),
-        ("one click per object", [_tinted(model, c, background, selected) for c in cams])]
+        ("one click per object", [_tinted(model, c, background, [selections[k] for k in sorted(selections)])
+                                  for c in cams])]
     editor.remove(selections[plan.remove])
     columns.append((f"removed: {names[plan.remove]}", [_render(model, c, background) for c in cams]))
     editor.undo()
