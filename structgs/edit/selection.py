@@ -140,7 +140,8 @@ BACKGROUND_WIDTH = 0.6
 @dataclass(frozen=True)
 class SelectionExtent:
     """How big a selection is, so a user can tell an object from the ground they clicked by
-    mistake. Sizes are the 2-98th percentile spans of the Gaussian centres (robust to strays)."""
+    mistake. Sizes are the 2-98th percentile spans of the Gaussian centres (robust to strays);
+    the scene's, the 0.5-99.5th."""
 
     count: int
     total: int
@@ -168,13 +169,15 @@ class SelectionExtent:
         if not self.looks_like_background:
             return None
         return (f"this selection holds {100 * self.share:.0f} % of the scene and spans "
-                f"{max(self.size) / max(max(self.scene_size), 1e-12):.0%} of its width: probably the ground or "
+                f"{100 * max(self.size) / max(max(self.scene_size), 1e-12):.0f} % of its width: probably the ground or "
                 f"background, not an object. To select an object, give a pixel well inside it.")
 
 
-def _span(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _span(x: torch.Tensor, tail: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Span and middle of the ``tail``..``1 - tail`` quantiles of each coordinate (on at most
+    100k rows, a fixed sample)."""
     q = torch.quantile(x[torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(0))[:100_000]].double(),
-                       torch.tensor([0.02, 0.98], dtype=torch.float64), dim=0)
+                       torch.tensor([tail, 1 - tail], dtype=torch.float64), dim=0)
     return q[1] - q[0], (q[1] + q[0]) / 2
 
 
@@ -184,7 +187,7 @@ def selection_extent(centres: torch.Tensor, selection: torch.Tensor) -> Selectio
     selection = selection.cpu()
     if not bool(selection.any()):
         raise EmptySelectionError("the selection is empty")
-    size, centre = _span(centres[selection])
-    scene, _ = _span(centres)
+    size, centre = _span(centres[selection], 0.02)
+    scene, _ = _span(centres, 0.005)
     as3 = lambda t: tuple(float(v) for v in t)  # noqa: E731
     return SelectionExtent(int(selection.sum()), int(selection.numel()), as3(size), as3(centre), as3(scene))
