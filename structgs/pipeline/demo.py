@@ -30,7 +30,8 @@ from structgs.training.config import FitConfig
 from structgs.pipeline.fit import fit_run
 from structgs.pipeline.runs import has_checkpoint, is_finished_run
 from structgs.utils.device import resolve_device
-from structgs.utils.io import write_json
+from structgs.utils.errors import InputError
+from structgs.utils.io import atomic_write, write_json
 from structgs.utils.log import get_logger
 
 log = get_logger("demo")
@@ -41,8 +42,10 @@ def run_demo(out: Path, seed: int = 0, device: str = "auto", fit_config: FitConf
     out = Path(out)
     dev = resolve_device(device)
     t0 = time.perf_counter()
-    scene = ensure_builtin_scene(out / "scene", spec or SceneSpec(seed=seed))
+    spec = spec or SceneSpec(seed=seed)
     fitted, shaped = out / "fitted", out / "shaped"
+    _refuse_runs_of_another_scene(out, spec)
+    scene = ensure_builtin_scene(out / "scene", spec)
     fit_cfg = fit_config or FitConfig(stage2_iters=100, checkpoint_every=100)
     if not is_finished_run(fitted):  # a killed demo resumes where it stopped
         fit_run(scene, fitted, ply=scene / "gaussians.ply", config=fit_cfg, device=str(dev),
@@ -78,9 +81,26 @@ def run_demo(out: Path, seed: int = 0, device: str = "auto", fit_config: FitConf
     summary["seconds"] = time.perf_counter() - t0
     write_json(out / "summary.json", summary)
     text = format_summary(summary)
-    (out / "summary.md").write_text(text + "\n")
+    atomic_write(out / "summary.md", lambda tmp: tmp.write_text(text + "\n"))
     print(text)
     return summary
+
+
+def _refuse_runs_of_another_scene(out: Path, spec: SceneSpec) -> None:
+    """Finished stages are reused only on the scene they were made from: a demo directory whose
+    runs belong to a scene of another spec (e.g. another --seed) is refused, never overwritten."""
+    import json
+
+    meta = out / "scene" / "scene.json"
+    if not meta.is_file() or not any((out / r).exists() for r in ("fitted", "shaped")):
+        return
+    try:
+        written = json.loads(meta.read_text()).get("spec")
+    except json.JSONDecodeError:
+        written = None
+    if written != json.loads(json.dumps(spec.__dict__)):
+        raise InputError(f"{out} holds the runs of another built-in scene ({meta}: seed {(written or {}).get('seed')}, "
+                         f"asked for seed {spec.seed}); give another --out")
 
 
 def segment_and_edit(editor: WeightEditor, ds, labels: torch.Tensor, objects: list[int], summary: dict) -> dict:
