@@ -353,6 +353,35 @@ def compare(
         write_json(json_out, res)
 
 
+@app.command("eval")
+def evaluate(
+    run: Annotated[Path, typer.Argument(help="A shaped run (never modified).")],
+    masks: Annotated[Path, typer.Option(help="Ground-truth id masks (ids consistent across views) of the training "
+                                             "and --split views.")],
+    out: Annotated[Path, typer.Option(help="Report folder to create: report.json, report.md, report.png, selections/.")],
+    split: Annotated[Split, typer.Option(help="Views the selections are scored on.")] = Split.test,
+    prompts: Annotated[Optional[Path], typer.Option(help='JSON {"<id>": {"view": NAME, "pixel": [X, Y]}} (default: '
+                                                         "the deepest pixel of each object in the first training view "
+                                                         "that shows it well).")] = None,
+    labels: Annotated[Optional[Path], typer.Option(help="Object id per Gaussian (.npy) for 3D IoU (default: the "
+                                                        "dataset's labels.npy if it has one).")] = None,
+    vote_masks: Annotated[Optional[Path], typer.Option(help="Id masks voting votes on (default: --masks).")] = None,
+    methods: Annotated[Optional[list[Method]], typer.Option("--method", help="Methods to compare (repeat; default "
+                                                                             "shaped and voting).")] = None,
+    edits: Annotated[bool, typer.Option("--edits/--no-edits", help="Measure shaped edit leakage per object.")] = True,
+    data: Annotated[Optional[Path], typer.Option(help="Dataset (default: the run's).")] = None,
+    device: Annotated[DeviceChoice, typer.Option(help="Where to compute.")] = DeviceChoice.auto,
+) -> None:
+    """Score segmentation on every object: mIoU, boundary mIoU, 3D IoU, query time, edit leakage, PSNR."""
+    from structgs.pipeline.evaluate import EvalConfig, evaluate_run, format_report
+
+    cfg = EvalConfig(split=split.value, methods=tuple(m.value for m in methods) if methods else ("shaped", "voting"),
+                     prompts=prompts, labels=labels, vote_masks=vote_masks, edits=edits)
+    report = evaluate_run(run, masks, out, cfg, data=data, device=device.value)
+    typer.echo(format_report(report))
+    typer.echo(f"report: {out / 'report.md'}, {out / 'report.json'}, {out / 'report.png'}")
+
+
 @app.command()
 def masks(
     data: Annotated[Path, typer.Argument(help="Dataset directory (Blender or COLMAP).")],

@@ -21,8 +21,10 @@ def test_demo_segments_edits_and_writes_its_picture(small_scene_dir, fitted_smal
     names = set(json.loads((out / "scene" / "scene.json").read_text())["objects"][i]["name"].rsplit("_", 1)[0]
                 for i in range(1, 4))
     assert set(summary["names"].values()) == names
-    for k, seg in summary["segmentation"].items():
-        assert seg["miou"] > 90 and seg["iou_3d"] > 90, (k, seg)
+    for k, seg in summary["segmentation"].items():  # structgs eval's figures, the ground (1) included
+        assert seg["shaped"]["miou"] > 90 and seg["shaped"]["iou_3d"] > 90, (k, seg)
+        assert seg["voting"]["miou"] > 80, (k, seg)
+    assert sorted(summary["segmentation"]) == [1, 2, 3, 4] and (out / "report" / "report.png").is_file()
     for k, chained in summary["chained"].items():
         assert chained["left_behind"] <= 0.005 and chained["tinted"][1] <= 0.01, (k, chained)
     text = (out / "summary.md").read_text()

@@ -266,7 +266,7 @@ def test_demo_picture_shows_selections_and_each_edit_on_its_object(shaped, tmp_p
     is left as it was."""
     from PIL import Image
 
-    from structgs.pipeline.demo_figures import EditPlan, edit_overview
+    from structgs.pipeline.figures import EditPlan, edit_overview
 
     _, model, ds, labels = shaped
     start = {k: v.clone() for k, v in model.state_dict().items()}

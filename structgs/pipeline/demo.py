@@ -3,8 +3,9 @@
 generate the scene -> render the input PLY -> fit the decoder -> shape it with the scene's
 SAM-like masks (``sam_masks/``: merged, split and jittered per view, ids meaning nothing across
 views; associated by consensus) -> segment every object from one pixel (scored against the
-ground-truth masks) -> remove / recolor / move (x3) every object, measuring leakage and undo,
-and a move chained with a recolour -> ``edits.png`` (three test views: input, selections, one
+ground-truth masks, with voting beside it: ``structgs eval``, its report in ``report/``) ->
+remove / recolor / move (x3) every object, measuring leakage and undo, and a move chained with
+a recolour -> ``edits.png`` (three test views: input, selections, one
 edit per column, named objects) and ``summary.md``. Finished stages are reused when re-run.
 """
 
@@ -17,13 +18,12 @@ import numpy as np
 import torch
 
 from structgs.data.synthetic import SceneSpec, ensure_builtin_scene
-from structgs.edit import WeightEditor, from_pixels
-from structgs.eval.edits import MOVE_STEP, RECOLOR_TARGET, measure_chain, measure_edits, meets_targets
-from structgs.eval.metrics import iou
+from structgs.edit import WeightEditor
+from structgs.eval.edits import MOVE_STEP, RECOLOR_TARGET, measure_chain, meets_targets
 from structgs.model import SceneModel
-from structgs.pipeline.edit_ops import evaluate_selection, pick_target_pixel
+from structgs.pipeline.evaluate import EvalConfig, evaluate_run
 from structgs.scene.dataset import load_dataset
-from structgs.pipeline.demo_figures import EditPlan, edit_overview
+from structgs.pipeline.figures import EditPlan, edit_overview
 from structgs.shaping.config import ShapeConfig
 from structgs.pipeline.shape import shape_run
 from structgs.training.config import FitConfig
@@ -57,26 +57,29 @@ def run_demo(out: Path, seed: int = 0, device: str = "auto", fit_config: FitConf
 
     fit_report = json.loads((fitted / "fit_report.json").read_text())
     shape_report = json.loads((shaped / "shape_report.json").read_text())
+    report = evaluate_run(shaped, scene / "masks", out / "report", EvalConfig(labels=scene / "labels.npy"),
+                          device=str(dev), replace=True)
     model = SceneModel.from_pretrained(shaped, dev)
     ds = load_dataset(scene, masks_dir=scene / "masks")
     labels = torch.from_numpy(np.load(scene / "labels.npy"))
     editor = WeightEditor(model)
+    objects = sorted(int(k) for k in labels.unique() if k >= 2)
+    names = object_names(scene)
     summary: dict = {"scene": str(scene), "num_gaussians": model.num_gaussians,
                      "fit": {k: fit_report[k] for k in ("psnr_fitted", "psnr_input_ply")},
                      "shaping": {k: shape_report[k] for k in ("fraction_touched", "psnr_before", "psnr_after", "seconds")},
-                     "masks": _mask_summary(scene, shape_report),
-                     "segmentation": {}, "edits": {}}
-    objects = sorted(int(k) for k in labels.unique() if k >= 2)
-    names = object_names(scene)
-    summary["names"] = {k: names.get(k, str(k)) for k in objects}
-    seeds = segment_and_edit(editor, ds, labels, objects, summary)
+                     "masks": _mask_summary(scene, shape_report), "names": {k: names.get(k, str(k)) for k in names},
+                     "segmentation": {k: e["methods"] | {"click": e["prompt"]} for k, e in report["objects"].items()},
+                     "edits": {k: e["methods"]["shaped"]["edits"] for k, e in report["objects"].items() if k >= 2}}
+    seeds = {k: torch.from_numpy(np.load(out / "report" / "selections" / f"{k}-shaped.npy")) for k in objects}
     summary["chained"] = {k: measure_chain(lambda: WeightEditor(model), seeds[k], labels) for k in objects}
     # one picture: three test views, the clicks' selections, and an edit on each of three objects
     plan = EditPlan(remove=objects[0], recolor=objects[1 % len(objects)], move=objects[2 % len(objects)],
                     rgb=RECOLOR_TARGET, step=MOVE_STEP)
     figure = edit_overview(editor, ds.split("test")[:3], torch.tensor(ds.background, device=dev), seeds,
                            summary["names"], plan, out / "edits.png")
-    summary["files"] = {"picture": str(figure), "summary": str(out / "summary.md"), "scene": str(scene),
+    summary["files"] = {"picture": str(figure), "summary": str(out / "summary.md"), "report": str(out / "report"),
+                        "scene": str(scene),
                         "fitted run": str(fitted), "shaped run": str(shaped)}
     summary["seconds"] = time.perf_counter() - t0
     write_json(out / "summary.json", summary)
@@ -101,27 +104,6 @@ def _refuse_runs_of_another_scene(out: Path, spec: SceneSpec) -> None:
     if written != json.loads(json.dumps(spec.__dict__)):
         raise InputError(f"{out} holds the runs of another built-in scene ({meta}: seed {(written or {}).get('seed')}, "
                          f"asked for seed {spec.seed}); give another --out")
-
-
-def segment_and_edit(editor: WeightEditor, ds, labels: torch.Tensor, objects: list[int], summary: dict) -> dict:
-    """Segment every object from one click (its deepest pixel in the training view where it is
-    largest; scored on the test views against ``ds.masks_dir``, 3D IoU against ``labels``), then
-    every edit on every object from that selection, each undone before the next. Fills
-    ``summary["segmentation"]`` and ``summary["edits"]``; returns the selections by object."""
-    model, seeds = editor.model, {}
-    for k in objects:
-        view, pixel = pick_target_pixel(ds, ds.masks_dir, k)
-        seed_sel = from_pixels(model, ds.camera(view), [pixel])
-        t = time.perf_counter()
-        seg = editor.segment(seed_sel)
-        dt = time.perf_counter() - t
-        res = evaluate_selection(model, ds, ds.masks_dir, "test", k, seg)
-        res.update({"iou_3d": 100 * iou(seg, labels == k), "query_s": dt, "click": {"view": view, "pixel": list(pixel)}})
-        summary.setdefault("segmentation", {})[k] = res
-        seeds[k] = seg
-    for k in objects:
-        summary.setdefault("edits", {})[k] = measure_edits(editor, seeds[k])
-    return seeds
 
 
 def _mask_summary(scene: Path, shape_report: dict) -> dict:
@@ -159,12 +141,15 @@ def format_summary(s: dict) -> str:
 
 
 def format_tables(s: dict) -> str:
-    """The segmentation and edit tables of ``segment_and_edit``'s figures."""
+    """The segmentation (``structgs eval``'s, per method) and edit tables of the demo."""
     names = s.get("names", {})
-    lines = ["| object | click (view, pixel) | test mIoU | test mBIoU | 3D IoU | query s |", "|---|---|---|---|---|---|"]
+    lines = ["Segmentation from one click per object (test views; 3D IoU per Gaussian against the labels):", "",
+             "| object | click (view, pixel) | shaped mIoU / mBIoU / 3D IoU | voting mIoU / mBIoU / 3D IoU | "
+             "query s: shaped / voting |", "|---|---|---|---|---|"]
     for k, r in s["segmentation"].items():
-        lines.append(f"| {names.get(k, k)} | {r['click']['view']} {tuple(r['click']['pixel'])} | {r['miou']:.1f} | {r['mbiou']:.1f} | "
-                     f"{r['iou_3d']:.1f} | {r['query_s']:.3f} |")
+        cells = [f"{r[m]['miou']:.1f} / {r[m]['mbiou']:.1f} / {r[m]['iou_3d']:.1f}" for m in ("shaped", "voting")]
+        lines.append(f"| {names.get(k, k)} | {r['click']['view']} {tuple(r['click']['pixel'])} | {cells[0]} | {cells[1]} | "
+                     f"{r['shaped']['query_s']:.3f} / {r['voting']['query_s']:.1f} |")
     lines += ["", "| object | removal: others / selected | recolour error | move x3: error / others / spread (of request) | undo exact |",
               "|---|---|---|---|---|"]
     for k, e in s["edits"].items():
