@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -380,6 +381,49 @@ def evaluate(
     report = evaluate_run(run, masks, out, cfg, data=data, device=device.value)
     typer.echo(format_report(report))
     typer.echo(f"report: {out / 'report.md'}, {out / 'report.json'}, {out / 'report.png'}")
+
+
+class AffordanceMode(str, Enum):
+    voting = "voting"
+    lifted = "lifted"
+
+
+@app.command()
+def affordance(
+    run: Annotated[Path, typer.Argument(help="A fitted (or shaped) run (never modified).")],
+    examples: Annotated[Path, typer.Option(help="Folder with examples.json: label names and [image, id PNG] pairs.")],
+    out: Annotated[Path, typer.Option(help="Labels to write: .npy, one label per Gaussian (0 = none), and a .json.")],
+    weights: Annotated[Optional[Path], typer.Option(help="DINOv2 checkpoint dir (transformers format, e.g. "
+                                                         "facebook/dinov2-small).")] = None,
+    mode: Annotated[AffordanceMode, typer.Option(help="voting: patch labels voted over the views; lifted: features "
+                                                      "lifted onto the Gaussians, then kNN.")] = AffordanceMode.voting,
+    k: Annotated[int, typer.Option(help="Nearest example patches that vote for a label.")] = 5,
+    masks_out: Annotated[Optional[Path], typer.Option(help="Also write the 3D labels as id masks of the training "
+                                                           "views (for `structgs shape --masks`).")] = None,
+    data: Annotated[Optional[Path], typer.Option(help="Dataset (default: the run's).")] = None,
+    device: Annotated[DeviceChoice, typer.Option(help="Where to compute.")] = DeviceChoice.auto,
+) -> None:
+    """Label every Gaussian with an affordance annotated on a few example images (DINOv2 kNN + voting)."""
+    from structgs.pipeline.affordance import affordance_run
+
+    res = affordance_run(run, examples, out, weights, mode=mode.value, k=k, masks_out=masks_out, data=data,
+                         device=device.value)
+    typer.echo(f"{mode.value}: " + ", ".join(f"{name} {count:,}" for name, count in res["counts"].items()) + f" -> {out}")
+
+
+@app.command()
+def features(
+    run: Annotated[Path, typer.Argument(help="A fitted (or shaped) run (never modified).")],
+    out: Annotated[Path, typer.Option(help="Features to write: .npy, (N, C) float16.")],
+    weights: Annotated[Path, typer.Option(help="DINOv2 checkpoint dir (transformers format).")],
+    data: Annotated[Optional[Path], typer.Option(help="Dataset (default: the run's).")] = None,
+    device: Annotated[DeviceChoice, typer.Option(help="Where to compute.")] = DeviceChoice.auto,
+) -> None:
+    """Lift DINOv2 features of the rendered training views onto the Gaussians (blend-weighted means)."""
+    from structgs.pipeline.affordance import features_run
+
+    feats = features_run(run, out, weights, data=data, device=device.value)
+    typer.echo(f"lifted {feats.shape[1]}-d features of {feats.shape[0]:,} Gaussians -> {out}")
 
 
 @app.command()

@@ -36,7 +36,7 @@ def test_tracked_shaping_separates_objects(tracked, fitted_small_run):
     assert e["within_mean"] >= 0.9 and e["within_min"] >= 0.85 and e["between_max"] <= 0.1, e
     # before shaping the same matrix shows no object structure
     from structgs.shaping.report import activation_report
-    from structgs.pipeline.render_views import run_dataset
+    from structgs.pipeline.runs import run_dataset
 
     base = SceneModel.from_pretrained(fitted_small_run)
     labels = torch.from_numpy(np.load(run_dataset(base, None).root / "labels.npy"))

@@ -72,3 +72,14 @@ def save_tiny_grounding_dino(path: Path) -> Path:
     (path / "vocab.txt").write_text("\n".join(VOCAB) + "\n")
     BertTokenizer(str(path / "vocab.txt")).save_pretrained(path)
     return path
+
+
+def save_tiny_dinov2(path: Path) -> Path:
+    import torch
+    from transformers import Dinov2Config, Dinov2Model
+
+    torch.manual_seed(0)
+    cfg = Dinov2Config(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+                       patch_size=8, image_size=64)
+    Dinov2Model(cfg).save_pretrained(path)
+    return path

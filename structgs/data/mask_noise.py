@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from structgs.scene.images import load_id_mask, save_id_mask
 from structgs.utils.io import write_json
+from structgs.utils.labels import patch_majority, upsample_labels
 from structgs.utils.errors import InputError, MissingFileError
 
 
@@ -188,3 +189,17 @@ def corrupt_masks(masks_dir: str | Path, out_dir: str | Path, noise: MaskNoise =
         views[name] = record
     write_json(out_dir / "noise.json", {"noise": asdict(noise), "seed": seed, "views": views})
     return out_dir
+
+
+def corrupt_patch_labels(label_map: torch.Tensor, rate: float, num_labels: int, patch: int,
+                         g: torch.Generator) -> torch.Tensor:
+    """A label map as a noisy patch-level transfer gives it (affordance transfer's kNN on patch
+    features): labels are per ``patch`` x ``patch`` cell (its majority), and ``rate`` of the
+    cells take another label at random (0, "none", included). Returns (H, W) labels."""
+    if not 0 <= rate <= 1:
+        raise InputError(f"rate must be in [0, 1], got {rate}")
+    h, w = max(1, label_map.shape[0] // patch), max(1, label_map.shape[1] // patch)
+    cells = patch_majority(label_map, h, w)
+    flip = torch.rand(h, w, generator=g) < rate
+    other = (cells + torch.randint(1, num_labels, (h, w), generator=g)) % num_labels
+    return upsample_labels(torch.where(flip, other, cells), label_map.shape[0], label_map.shape[1])

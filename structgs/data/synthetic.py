@@ -63,6 +63,12 @@ class SceneSpec:
     (about 33 dB PSNR at 1.0, like a well-trained 3DGS; 0 gives the exact scene)."""
 
 
+PART_NAMES = {1: "ground", 2: "top", 3: "side"}
+"""Parts of the built-in scene (affordance transfer's ground truth): the ground, the objects'
+upward-facing surfaces (the box's lid, the cylinder's top, the sphere's cap: normal within
+45 degrees of up) and the rest of each object. 0 = nothing."""
+
+
 @dataclass
 class SyntheticScene:
     gaussians: Gaussians
@@ -70,6 +76,7 @@ class SyntheticScene:
     objects: list[dict]
     cameras: dict[str, list[Camera]]
     spec: SceneSpec = field(default_factory=SceneSpec)
+    parts: torch.Tensor | None = None  # (N,) int64 part per Gaussian: PART_NAMES
 
     @property
     def num_labels(self) -> int:
@@ -190,7 +197,9 @@ def generate_scene(spec: SceneSpec | None = None) -> SyntheticScene:
     opacity_logits = torch.full((means.shape[0],), math.log(0.97 / 0.03))
     gaussians = Gaussians(means.float(), quats.float(), log_scales.float(), opacity_logits.float(),
                           rgb_to_sh_dc(rgb.float())[:, None, :].contiguous())
-    return SyntheticScene(gaussians, torch.cat(labels), objects, make_cameras(spec), spec)
+    labels_all = torch.cat(labels)
+    parts_all = torch.where(labels_all == 1, 1, torch.where(normals[:, 2] > math.sqrt(0.5), 2, 3))
+    return SyntheticScene(gaussians, labels_all, objects, make_cameras(spec), spec, parts_all.long())
 
 
 @torch.no_grad()
@@ -209,7 +218,8 @@ def write_scene(scene: SyntheticScene, out_dir: str | Path, progress: bool = Tru
 
     Also writes ``gaussians.ply`` (the pre-trained 3DGS a user would bring; see
     ``SceneSpec.pretrained_noise``), ``gaussians_gt.ply`` (what the images were rendered from),
-    ``labels.npy`` (object id per Gaussian, same order in both PLYs), ``points3d.ply`` (a sparse
+    ``labels.npy`` (object id per Gaussian, same order in both PLYs), ``parts.npy`` and
+    ``parts/`` (part per Gaussian and per pixel: :data:`PART_NAMES`), ``points3d.ply`` (a sparse
     SfM-like point cloud for ``--init``), ``sam_masks/`` (the ground-truth ``masks/`` made
     SAM-like per view: merges, splits, 1-2 px boundary jitter, ids permuted; see
     ``mask_noise``) and ``scene.json``.
@@ -228,17 +238,22 @@ def write_scene(scene: SyntheticScene, out_dir: str | Path, progress: bool = Tru
             rgb = r.image / a.clamp_min(1e-6)[..., None]
             save_rgb(rgb, out / f"{cam.name}.png", alpha=a)
             save_id_mask(render_labels(g, scene.labels, cam, scene.num_labels), out / "masks" / f"{cam.name}.png")
+            if scene.parts is not None:
+                save_id_mask(render_labels(g, scene.parts, cam, len(PART_NAMES) + 1), out / "parts" / f"{cam.name}.png")
             c2w = opencv_to_opengl_c2w(torch.linalg.inv(cam.world_to_camera.double()))
             frames.append({"file_path": f"./{cam.name}", "transform_matrix": c2w.tolist()})
         write_json(out / f"transforms_{split}.json", {"camera_angle_x": 2 * math.atan(0.5 * w / f), "frames": frames})
     write_ply(g, out / "gaussians_gt.ply")
     write_ply(degrade(g, scene.spec.pretrained_noise, scene.spec.seed), out / "gaussians.ply")
     save_npy(out / "labels.npy", scene.labels.numpy())
+    if scene.parts is not None:
+        save_npy(out / "parts.npy", scene.parts.numpy())
     _write_point_cloud(g, out / "points3d.ply", scene.spec.seed)
     corrupt_masks(out / "masks", out / "sam_masks", MaskNoise(), seed=scene.spec.seed)
     write_json(out / "scene.json", {"generator": "structgs.data.synthetic", "spec": scene.spec.__dict__,
                                     "num_gaussians": len(g), "objects": scene.objects,
                                     "label_convention": "0 = nothing, 1 = ground, 2.. = objects",
+                                    "parts": {str(k): v for k, v in PART_NAMES.items()},
                                     "sam_masks": {"noise": asdict(MaskNoise()), "seed": scene.spec.seed}})
     log.info("wrote the built-in scene (%d Gaussians, %d objects) to %s", len(g), len(scene.objects) - 1, out)
     return out
@@ -280,7 +295,7 @@ def ensure_builtin_scene(out_dir: str | Path, spec: SceneSpec | None = None, pro
     if meta.is_file():
         try:
             written = json.loads(meta.read_text())
-            if written.get("spec") == json.loads(json.dumps(spec.__dict__)) and "sam_masks" in written:
+            if written.get("spec") == json.loads(json.dumps(spec.__dict__)) and "parts" in written:
                 return out
         except json.JSONDecodeError:
             pass

@@ -14,6 +14,7 @@ CHECKPOINTS = {
     "sam2": "facebook/sam2.1-hiera-large (or -base-plus / -small / -tiny)",
     "sam2_video": "facebook/sam2.1-hiera-large (the same checkpoint serves images and video)",
     "grounding_dino": "IDEA-Research/grounding-dino-tiny (or -base)",
+    "dinov2": "facebook/dinov2-small (or -base / -large)",
 }
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

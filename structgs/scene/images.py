@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 
 from structgs.utils.errors import InputError, MissingFileError
+from structgs.utils.io import atomic_write
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".PNG", ".JPG", ".JPEG")
 
@@ -72,20 +73,16 @@ def save_id_mask(mask: torch.Tensor | np.ndarray, path: Path) -> None:
     arr = np.asarray(mask.cpu() if isinstance(mask, torch.Tensor) else mask).astype(np.int64)
     if arr.min() < 0 or arr.max() > 65535:
         raise InputError(f"{path}: mask ids must be in [0, 65535], got [{arr.min()}, {arr.max()}]")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if arr.max() < 256:
-        Image.fromarray(arr.astype(np.uint8), mode="L").save(path)
-    else:
-        Image.fromarray(arr.astype(np.uint16)).save(path)
+    img = Image.fromarray(arr.astype(np.uint8), mode="L") if arr.max() < 256 else Image.fromarray(arr.astype(np.uint16))
+    atomic_write(path, lambda tmp: img.save(tmp, format="PNG"))
 
 
 def save_rgb(image: torch.Tensor, path: Path, alpha: torch.Tensor | None = None) -> None:
     """Write an (H, W, 3) float image in [0, 1] (optionally with (H, W[,1]) alpha) as PNG."""
     img = image.detach().clamp(0, 1).mul(255).round().to(torch.uint8).cpu().numpy()
-    path.parent.mkdir(parents=True, exist_ok=True)
     if alpha is not None:
         a = alpha.detach().reshape(img.shape[0], img.shape[1], 1).clamp(0, 1).mul(255).round()
         img = np.concatenate([img, a.to(torch.uint8).cpu().numpy()], axis=-1)
-        Image.fromarray(img, mode="RGBA").save(path)
-    else:
-        Image.fromarray(img, mode="RGB").save(path)
+    pil = Image.fromarray(img, mode="RGBA" if alpha is not None else "RGB")
+    fmt = Image.registered_extensions().get(Path(path).suffix.lower(), "PNG")
+    atomic_write(Path(path), lambda tmp: pil.save(tmp, format=fmt))
