@@ -39,10 +39,12 @@ def demo(
     seed: Annotated[int, typer.Option(help="Seed of the built-in scene.")] = 0,
     device: Annotated[DeviceChoice, typer.Option(help="Where to compute.")] = DeviceChoice.auto,
 ) -> None:
-    """The whole job on the built-in scene (~10 min on 2 cores): generate it, fit the decoder
-    (~4 min), shape it from its SAM-like masks (~3.5 min), segment every object from one click, edit each (remove, recolour,
-    move, undo), and write edits.png (three views: selections and edits, side by side) and summary.md. Finished
-    stages are reused."""
+    """The whole job on the built-in scene (about 12 min on 2 cores): fit, shape, segment, evaluate, edit.
+
+    Generates the scene, fits the decoder (~4 min), shapes it from its SAM-like masks (~4 min),
+    segments every object from one click with voting beside it (structgs eval, ~2 min), edits
+    each (remove, recolour, move, undo), and writes edits.png and summary.md. Finished stages
+    are reused."""
     from structgs.pipeline.demo import run_demo
 
     summary = run_demo(out, seed=seed, device=device.value)

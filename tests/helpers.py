@@ -55,3 +55,14 @@ def same_weights(a, b) -> int:
     for k in sa:
         assert torch.equal(sa[k], sb[k]), k
     return ma.num_gaussians
+
+
+def run_cli(*args) -> int:
+    """``structgs ARGS`` in this process; the exit code (0 when it returns normally)."""
+    from structgs.cli import main
+
+    try:
+        main([str(a) for a in args])
+    except SystemExit as e:
+        return e.code
+    return 0

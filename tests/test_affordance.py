@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import run_cli
 from structgs.edit.affordance import (ExampleBank, classify, example_bank, knn_labels, lift_features,
                                       patch_majority, single_view_labels, vote_labels)
 
@@ -95,14 +96,6 @@ def examples(small_scene_dir, tmp_path_factory):
     return folder
 
 
-def _cli(*args):
-    from structgs.cli import main
-
-    try:
-        main([str(a) for a in args])
-    except SystemExit as e:
-        return e.code
-    return 0
 
 
 def test_affordance_and_features_cli_with_a_tiny_dinov2(fitted_small_run, small_scene_dir, examples, tmp_path, capsys):
@@ -113,14 +106,14 @@ def test_affordance_and_features_cli_with_a_tiny_dinov2(fitted_small_run, small_
     n = len(np.load(small_scene_dir / "parts.npy"))
     for mode in ("voting", "lifted"):
         out = tmp_path / f"{mode}.npy"
-        assert _cli("affordance", fitted_small_run, "--examples", examples, "--weights", weights, "--out", out,
+        assert run_cli("affordance", fitted_small_run, "--examples", examples, "--weights", weights, "--out", out,
                     "--mode", mode, "--masks-out", tmp_path / f"masks-{mode}") == 0
         labels = np.load(out)
         meta = json.loads(out.with_suffix(".json").read_text())
         assert labels.shape == (n,) and set(np.unique(labels)) <= {0, 1, 2, 3}
         assert sum(meta["counts"].values()) == n and meta["mode"] == mode
         assert len(list((tmp_path / f"masks-{mode}" / "train").glob("*.png"))) == 12
-    assert _cli("features", fitted_small_run, "--weights", weights, "--out", tmp_path / "f.npy") == 0
+    assert run_cli("features", fitted_small_run, "--weights", weights, "--out", tmp_path / "f.npy") == 0
     feats = np.load(tmp_path / "f.npy")
     assert feats.shape == (n, 32) and feats.dtype == np.float16 and np.isfinite(feats).all()
     capsys.readouterr()
@@ -131,7 +124,7 @@ def test_affordance_and_features_cli_with_a_tiny_dinov2(fitted_small_run, small_
                           (["--examples", examples, "--k", "0"], "--k must be >= 1"),
                           (["--examples", examples, "--out", tmp_path / "x.txt"], "give a .npy path")):
         full = ["affordance", fitted_small_run, "--weights", weights, "--out", tmp_path / "never.npy", *args]
-        assert _cli(*full) == 2
+        assert run_cli(*full) == 2
         err = capsys.readouterr().err.strip()
         assert message in err and len(err.splitlines()) == 1, err
     assert not (tmp_path / "never.npy").exists()

@@ -184,4 +184,4 @@ def test_help_shows_value_shapes_and_choices_not_python_types():
     assert "uniform|fps" in shape and "color|opacity|scale|rotation|motion" in shape
     for command in ("compare", "masks"):  # they take --pixel, not --mask
         assert "--mask " not in help_of(command) and "--pixel / --mask" not in help_of(command)
-    assert "fit the decoder" in help_of("demo")
+    assert "fits the decoder" in help_of("demo") and "shapes it" in help_of("demo")

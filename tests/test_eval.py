@@ -6,20 +6,14 @@ import json
 
 import numpy as np
 
-from structgs.cli import main
+from helpers import run_cli
 
 
-def _cli(*args):
-    try:
-        main([str(a) for a in args])
-    except SystemExit as e:
-        return e.code
-    return 0
 
 
 def test_eval_scores_every_object_with_both_methods(tracked, small_scene_dir, tmp_path, capsys):
     out = tmp_path / "report"
-    assert _cli("eval", tracked[0], "--masks", small_scene_dir / "masks", "--out", out) == 0
+    assert run_cli("eval", tracked[0], "--masks", small_scene_dir / "masks", "--out", out) == 0
     printed = capsys.readouterr().out
     report = json.loads((out / "report.json").read_text())
     labels = np.load(small_scene_dir / "labels.npy")
@@ -51,7 +45,7 @@ def test_eval_takes_prompts_and_methods_and_refuses_bad_input(tracked, small_sce
     ys, xs = np.nonzero(m == 2)
     (tmp_path / "p.json").write_text(json.dumps({"2": {"view": "train/r_0", "pixel": [int(xs[0]), int(ys[0])]}}))
     out = tmp_path / "r"
-    assert _cli("eval", tracked[0], "--masks", masks, "--out", out, "--prompts", tmp_path / "p.json",
+    assert run_cli("eval", tracked[0], "--masks", masks, "--out", out, "--prompts", tmp_path / "p.json",
                 "--method", "shaped", "--method", "projection", "--no-edits") == 0
     report = json.loads((out / "report.json").read_text())
     assert report["objects"]["2"]["prompt"] == {"view": "train/r_0", "pixel": [int(xs[0]), int(ys[0])]}
@@ -67,7 +61,7 @@ def test_eval_takes_prompts_and_methods_and_refuses_bad_input(tracked, small_sce
     np.save(tmp_path / "l.npy", np.zeros(5, dtype=np.int64))
     for name, (args, message) in bad.items():
         target = out if name == "exists" else tmp_path / f"never-{name}"
-        assert _cli("eval", tracked[0], "--masks", masks, "--out", target, *args) == 2, name
+        assert run_cli("eval", tracked[0], "--masks", masks, "--out", target, *args) == 2, name
         err = capsys.readouterr().err.strip()
         assert message in err and len(err.splitlines()) == 1, (name, err)
         assert name == "exists" or not target.exists()

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-from structgs.cli import main
 from structgs.data.synthetic import SceneSpec, generate_scene, write_scene
 from structgs.decoder import DecoderConfig
 from structgs.model import SceneInfo, SceneModel
@@ -14,6 +13,8 @@ from structgs.model.plain import sh_coefficients
 from structgs.render.sh import eval_sh
 from structgs.scene.gaussians import Gaussians
 from structgs.scene.ply import read_ply, write_ply
+
+from helpers import run_cli
 
 
 def _directions(n: int, seed: int) -> torch.Tensor:
@@ -71,12 +72,6 @@ def test_exported_sh_follows_the_decoders_view_dependent_colour():
     assert errs[3] < 0.25 * errs[0] and errs[3] < 0.01, (errs, spread)
 
 
-def _cli(*args):
-    try:
-        main([str(a) for a in args])
-    except SystemExit as e:
-        return e.code
-    return 0
 
 
 def test_export_cli_keeps_degree_and_normals_and_leaves_out_removed(tmp_path, capsys):
@@ -85,7 +80,7 @@ def test_export_cli_keeps_degree_and_normals_and_leaves_out_removed(tmp_path, ca
         m.removed[:10] = True
     m.save_pretrained(tmp_path / "run")
     out = tmp_path / "scene.ply"
-    assert _cli("export", tmp_path / "run", "--out", out) == 0
+    assert run_cli("export", tmp_path / "run", "--out", out) == 0
     assert "110 of 120 Gaussians (SH degree 3; 10 removed ones left out)" in capsys.readouterr().out
     g = read_ply(out)
     assert g.sh_degree == 3 and len(g) == 110
@@ -94,10 +89,10 @@ def test_export_cli_keeps_degree_and_normals_and_leaves_out_removed(tmp_path, ca
 
     ids = np.array([5, 20, 21, 99])
     np.save(tmp_path / "sel.npy", ids)
-    assert _cli("export", tmp_path / "run", "--selection", tmp_path / "sel.npy", "--out", tmp_path / "obj.ply") == 0
+    assert run_cli("export", tmp_path / "run", "--selection", tmp_path / "sel.npy", "--out", tmp_path / "obj.ply") == 0
     obj = read_ply(tmp_path / "obj.ply")  # id 5 was removed: left out
     assert torch.allclose(obj.means, m.decode().means[[20, 21, 99]].detach())
-    assert _cli("export", tmp_path / "run", "--selection", tmp_path / "sel.npy", "--invert", "--keep-removed",
+    assert run_cli("export", tmp_path / "run", "--selection", tmp_path / "sel.npy", "--invert", "--keep-removed",
                 "--sh-degree", "1", "--out", tmp_path / "rest.ply") == 0
     rest = read_ply(tmp_path / "rest.ply")
     assert len(rest) == 116 and rest.sh_degree == 1
@@ -117,7 +112,7 @@ def test_export_refuses_bad_input_in_one_line(tmp_path, capsys, args, message):
     np.save(tmp_path / "bad.npy", np.zeros(7, dtype=bool))
     (tmp_path / "sel.ply").write_bytes(b"keep me")
     before = sorted(p.name for p in tmp_path.rglob("*"))
-    assert _cli("export", tmp_path / "run", *[a.format(tmp=tmp_path) for a in args]) == 2
+    assert run_cli("export", tmp_path / "run", *[a.format(tmp=tmp_path) for a in args]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1, err
     assert sorted(p.name for p in tmp_path.rglob("*")) == before and (tmp_path / "sel.ply").read_bytes() == b"keep me"
@@ -139,10 +134,10 @@ def test_fit_records_the_input_ply_degree_and_normals_and_export_keeps_them(tmp_
     normals = torch.nn.functional.normalize(torch.randn(len(g0), 3, generator=gen), dim=1)
     ply = write_ply(Gaussians(g0.means, g0.quats, g0.log_scales, g0.opacity_logits, torch.cat([g0.sh, rest], 1),
                               normals=normals), tmp_path / "sh3.ply")
-    assert _cli("fit", data, "--ply", ply, "--out", tmp_path / "run", "--stage1-iters", "800", "--stage2-iters", "0") == 0
+    assert run_cli("fit", data, "--ply", ply, "--out", tmp_path / "run", "--stage1-iters", "800", "--stage2-iters", "0") == 0
     run = SceneModel.from_pretrained(tmp_path / "run")
     assert run.scene.sh_degree == 3 and run.scene.normals == "stored"
-    assert _cli("export", tmp_path / "run", "--out", tmp_path / "out.ply") == 0
+    assert run_cli("export", tmp_path / "run", "--out", tmp_path / "out.ply") == 0
     out, inp = read_ply(tmp_path / "out.ply"), read_ply(ply)
     assert out.sh_degree == 3 and torch.equal(out.normals, normals)
     errors = {"decoder": [], "export": [], "export_dc": []}
@@ -173,13 +168,13 @@ def test_exported_object_renders_like_the_run_renders_it(tracked, small_scene_di
     opened = Run.open(run)
     model, ds = opened.model, opened.dataset
     view, (x, y) = pick_target_pixel(ds, small_scene_dir / "masks", 2)
-    assert _cli("segment", run, "--view", view, "--pixel", x, y, "--out", tmp_path / "obj.npy") == 0
+    assert run_cli("segment", run, "--view", view, "--pixel", x, y, "--out", tmp_path / "obj.npy") == 0
     sel = torch.from_numpy(np.load(tmp_path / "obj.npy"))
-    assert _cli("export", run, "--selection", tmp_path / "obj.npy", "--out", tmp_path / "obj.ply") == 0
-    assert _cli("export", run, "--selection", tmp_path / "obj.npy", "--invert", "--out", tmp_path / "rest.ply") == 0
+    assert run_cli("export", run, "--selection", tmp_path / "obj.npy", "--out", tmp_path / "obj.ply") == 0
+    assert run_cli("export", run, "--selection", tmp_path / "obj.npy", "--invert", "--out", tmp_path / "rest.ply") == 0
     assert len(read_ply(tmp_path / "obj.ply")) == int(sel.sum())
     assert len(read_ply(tmp_path / "obj.ply")) + len(read_ply(tmp_path / "rest.ply")) == model.num_gaussians
-    assert _cli("render", "--data", small_scene_dir, "--ply", tmp_path / "obj.ply", "--out", tmp_path / "renders") == 0
+    assert run_cli("render", "--data", small_scene_dir, "--ply", tmp_path / "obj.ply", "--out", tmp_path / "renders") == 0
     bg = torch.ones(3)
     psnrs = []
     for cam in ds.split("test"):

@@ -174,8 +174,10 @@ def prune_command(run: Path, out: Path, data: Path | None, device: str) -> dict:
     return pruned.meta["pruned_from"]
 
 
-def pick_target_pixel(ds, masks_dir: Path, target: int) -> tuple[str, tuple[int, int]]:
-    """A pixel well inside the target in the training view where it is largest (a user's click)."""
+def pick_target_pixel(ds, masks_dir: Path, target: int, good_depth: float | None = None) -> tuple[str, tuple[int, int]]:
+    """A pixel well inside the target (a user's click): its deepest pixel in the training view
+    where it lies deepest, or with ``good_depth`` in the first training view where that pixel
+    lies at least ``good_depth`` pixels inside (else the deepest anywhere)."""
     from structgs.masks.base import boundary_depth
 
     best = None
@@ -185,6 +187,8 @@ def pick_target_pixel(ds, masks_dir: Path, target: int) -> tuple[str, tuple[int,
             continue
         depth = boundary_depth(m)
         y, x = divmod(int(depth.argmax()), m.shape[1])
+        if good_depth is not None and float(depth.max()) >= good_depth:
+            return cam.name, (x, y)
         if best is None or depth.max() > best[0]:
             best = (float(depth.max()), cam.name, (x, y))
     if best is None:

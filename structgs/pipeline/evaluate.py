@@ -36,8 +36,7 @@ from structgs.edit import make_editor
 from structgs.edit.segmentation import SegmentationQuery, segmentation
 from structgs.eval.edits import measure_edits, meets_targets
 from structgs.eval.metrics import iou
-from structgs.masks.base import boundary_depth
-from structgs.pipeline.edit_ops import ALL_METHODS, SelectionSpec, evaluate_selection, select
+from structgs.pipeline.edit_ops import ALL_METHODS, SelectionSpec, evaluate_selection, pick_target_pixel, select
 from structgs.pipeline.figures import grid_png, render_image, tinted
 from structgs.pipeline.runs import Run
 from structgs.utils.errors import InputError, MissingFileError
@@ -78,18 +77,11 @@ class EvalConfig:
 def default_prompt(ds, masks_dir: Path, target: int) -> dict | None:
     """The deepest pixel of ``target`` in the first training view where it lies >=
     MIN_CLICK_DEPTH px inside (else the deepest anywhere); None if no training view shows it."""
-    best = None
-    for cam in ds.split("train"):
-        m = ds.mask(cam, masks_dir) == target
-        if not m.any():
-            continue
-        depth = boundary_depth(m)
-        y, x = divmod(int(depth.argmax()), m.shape[1])
-        if float(depth.max()) >= MIN_CLICK_DEPTH:
-            return {"view": cam.name, "pixel": [x, y]}
-        if best is None or depth.max() > best[0]:
-            best = (float(depth.max()), {"view": cam.name, "pixel": [x, y]})
-    return None if best is None else best[1]
+    try:
+        view, (x, y) = pick_target_pixel(ds, masks_dir, target, good_depth=MIN_CLICK_DEPTH)
+    except InputError:
+        return None
+    return {"view": view, "pixel": [x, y]}
 
 
 def _read_prompts(path: Path, objects: list[int], ds) -> dict[int, dict]:
