@@ -17,7 +17,7 @@ view where it lies deepest otherwise). Voting methods vote on ``--vote-masks`` (
 ground-truth masks of the training views) for the prompt's id there.
 
 Writes ``OUT/report.json`` (per object, keyed by method), ``OUT/report.md``, ``OUT/report.png``
-(per object: the click, then each method's selection tinted over a test view) and each
+(per object: the click, then each method's selection highlighted on a test view) and each
 selection as ``OUT/selections/<id>-<method>.npy``; the folder appears whole or not at all.
 """
 
@@ -37,7 +37,7 @@ from structgs.edit.segmentation import SegmentationQuery, segmentation
 from structgs.eval.edits import measure_edits, meets_targets
 from structgs.eval.metrics import iou
 from structgs.pipeline.edit_ops import ALL_METHODS, SelectionSpec, evaluate_selection, pick_target_pixel, select
-from structgs.pipeline.figures import grid_png, render_image, tinted
+from structgs.pipeline.figures import grid_png, highlighted, render_image
 from structgs.pipeline.runs import Run
 from structgs.utils.errors import InputError, MissingFileError
 from structgs.utils.io import ensure_writable_dir, replace_dir_atomically, save_npy, write_json
@@ -203,8 +203,8 @@ def evaluate_run(run: Path, masks: Path, out: Path, config: EvalConfig = EvalCon
 
 
 def _figure(model, ds, masks: Path, report: dict, selections, config: EvalConfig, bg, path: Path) -> None:
-    """Per object (rows): the click on its training view, then each method's selection tinted
-    over the test view where the object is largest."""
+    """Per object (rows): the click on its training view, then each method's selection
+    highlighted (magenta, the rest faded) on the test view where the object is largest."""
     rows, columns = [], {"click": []} | {m: [] for m in config.methods}
     for k, entry in report["objects"].items():
         cam = ds.camera(entry["prompt"]["view"]).scaled(0.5)
@@ -215,7 +215,7 @@ def _figure(model, ds, masks: Path, report: dict, selections, config: EvalConfig
         columns["click"].append(click)
         test = max(ds.split(config.split), key=lambda c: int((ds.mask(c, masks) == k).sum()))
         for m in config.methods:
-            columns[m].append(tinted(model, test.scaled(0.5), bg, [selections[k, m]], colors=((1.0, 0.85, 0.0),)))
+            columns[m].append(highlighted(model, test.scaled(0.5), bg, selections[k, m]))
         figures = ", ".join(f"{m} {r['miou']:.1f}" for m, r in entry["methods"].items())
         rows.append(f"object {k}: mIoU {figures}")
     titles = {"click": "the click (training view)"} | {m: f"{m} (test view)" for m in config.methods}

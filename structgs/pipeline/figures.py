@@ -58,6 +58,16 @@ def tinted(model, cam, bg, selections: list[torch.Tensor], colors=PALETTE) -> to
     return image
 
 
+def highlighted(model, cam, bg, selection: torch.Tensor) -> torch.Tensor:
+    """The render with the selection's visible pixels tinted magenta and the rest faded towards
+    white, so a selection shows whatever its colour."""
+    image = render_image(model, cam, bg)
+    with torch.no_grad():
+        s = model.decode(cam)
+        mask = render_selection_mask(s.means, s.quats, s.scales, s.opacities, selection.to(model.device), cam).cpu()
+    return torch.where(mask[..., None], 0.5 * image + 0.5 * torch.tensor([1.0, 0.0, 1.0]), 0.4 * image + 0.6)
+
+
 def grid_png(columns: list[tuple[str, list[torch.Tensor]]], path: Path, row_titles: list[str] | None = None) -> Path:
     """Write a grid: one (title, tiles) per column, tiles (H, W, 3) in [0, 1], all the same size;
     ``row_titles`` are written on each row's first tile. Atomic."""
