@@ -1,0 +1,60 @@
+"""Two structgs jobs at once vs one after the other: the wall time of the pair, with PyTorch's
+default OpenMP waiting (threads spin) and with structgs's (passive waiting, threads from the
+affinity mask; structgs.utils.threads).
+
+    python benchmarks/concurrent.py [--gaussians 20000] [--steps 40]
+
+Each job is a fresh process running decoder steps as fitting and shaping do (the worker of
+benchmarks/threads.py): import, build, ``steps`` + 5 steps. "Serial" is the sum of two jobs'
+wall times run alone, "together" the wall time of the two started at once; on a fair share
+the ratio is about 1 (the cores are shared, not wasted). Run it on an otherwise idle machine.
+Prints ``RESULT concurrent_vs_serial <ratio>`` (structgs's default).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from threads import WORKER  # noqa: E402
+
+
+def wall(count: int, passive: bool, gaussians: int, steps: int) -> float:
+    """Seconds until ``count`` jobs started together have all finished."""
+    env = dict(os.environ)
+    env.pop("OMP_NUM_THREADS", None)
+    env.pop("OMP_WAIT_POLICY", None)
+    if passive:
+        env["OMP_WAIT_POLICY"] = "PASSIVE"
+    t = time.perf_counter()
+    procs = [subprocess.Popen([sys.executable, "-c", WORKER, str(gaussians), str(steps), "auto"], env=env,
+                              stdout=subprocess.DEVNULL) for _ in range(count)]
+    for p in procs:
+        if p.wait() != 0:
+            raise SystemExit("a job failed")
+    return time.perf_counter() - t
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--gaussians", type=int, default=20000)
+    ap.add_argument("--steps", type=int, default=40)
+    args = ap.parse_args()
+    from structgs.utils.threads import available_cores
+
+    print(f"{available_cores()} cores; two jobs of {args.steps + 5} decoder steps on {args.gaussians} Gaussians each")
+    print(f"{'OpenMP waiting':<34} {'serial s':>9} {'together s':>11} {'together / serial':>18}")
+    for passive, label in ((False, "PyTorch default (threads spin)"), (True, "structgs default (passive)")):
+        serial = wall(1, passive, args.gaussians, args.steps) + wall(1, passive, args.gaussians, args.steps)
+        together = wall(2, passive, args.gaussians, args.steps)
+        print(f"{label:<34} {serial:>9.1f} {together:>11.1f} {together / serial:>17.2f}x", flush=True)
+    print(f"RESULT concurrent_vs_serial {together / serial:.3f}")
+
+
+if __name__ == "__main__":
+    main()
