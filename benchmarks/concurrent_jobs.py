@@ -2,13 +2,15 @@
 default OpenMP waiting (threads spin) and with structgs's (passive waiting, threads from the
 affinity mask; structgs.utils.threads).
 
-    python benchmarks/concurrent.py [--gaussians 20000] [--steps 40]
+    python benchmarks/concurrent_jobs.py [--gaussians 20000] [--steps 40]
 
 Each job is a fresh process running decoder steps as fitting and shaping do (the worker of
 benchmarks/threads.py): import, build, ``steps`` + 5 steps. "Serial" is the sum of two jobs'
 wall times run alone, "together" the wall time of the two started at once; on a fair share
 the ratio is about 1 (the cores are shared, not wasted). Run it on an otherwise idle machine.
-Prints ``RESULT concurrent_vs_serial <ratio>`` (structgs's default).
+Prints ``RESULT concurrent_vs_serial <ratio>`` (structgs's default). (Not named concurrent.py:
+a script's folder comes first on sys.path, and that name would hide the standard library's
+``concurrent`` package from every benchmark.)
 """
 
 from __future__ import annotations
