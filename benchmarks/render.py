@@ -2,6 +2,7 @@
 
     python benchmarks/render.py                # torch backend on CPU (and gsplat if CUDA exists)
     python benchmarks/render.py --sizes 30000 --resolutions 128 --compile
+    python benchmarks/render.py --sizes 20000 --resolutions 128 [--compile]   # RESULT render_vs_floor
 
 Each configuration runs in its own process so that peak memory (CPU: peak RSS above the
 process's baseline; CUDA: torch.cuda.max_memory_allocated) is its own. Times are medians.
@@ -68,6 +69,11 @@ def run_one(n: int, res: int, backend: str, device: str, repeats: int, compile_k
             "forward_backward_s": med(both), "peak_mb": peak, "threads": torch.get_num_threads()}
 
 
+FLOOR_S = {(5000, 128): 0.09, (20000, 128): 0.18, (20000, 256): 0.35, (100000, 256): 0.53}
+"""Forward + backward seconds of the fastest CPU design measured for this rasterizer on these
+machines (../shared/design/RENDER.md: 2 threads, compiled chunk kernels), by (N, resolution)."""
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="+", default=[5000, 30000, 100000])
@@ -103,8 +109,12 @@ def main() -> None:
                     print(f"{backend:8} {device:6} {n:7d} {res:5d}  failed: {r.stderr.strip().splitlines()[-1]}")
                     continue
                 d = json.loads(r.stdout.strip().splitlines()[-1])
+                floor = FLOOR_S.get((n, res)) if (backend, device) == ("torch", "cpu") else None
+                vs = f"  {d['forward_backward_s'] / floor:.2f}x the CPU floor ({floor} s)" if floor else ""
                 print(f"{backend:8} {device:6} {n:7d} {res:5d} {d['forward_s']:10.3f} {d['forward_backward_s']:10.3f} "
-                      f"{d['peak_mb']:8.0f}", flush=True)
+                      f"{d['peak_mb']:8.0f}{vs}", flush=True)
+                if floor and (n, res) == (20000, 128):
+                    print(f"RESULT render_vs_floor {d['forward_backward_s'] / floor:.2f}")
 
 
 if __name__ == "__main__":
