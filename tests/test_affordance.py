@@ -113,6 +113,8 @@ def test_affordance_and_features_cli_with_a_tiny_dinov2(fitted_small_run, small_
         assert labels.shape == (n,) and set(np.unique(labels)) <= {0, 1, 2, 3}
         assert sum(meta["counts"].values()) == n and meta["mode"] == mode
         assert len(list((tmp_path / f"masks-{mode}" / "train").glob("*.png"))) == 12
+        err = capsys.readouterr().err  # progress over the rendered views
+        assert ("labelling rendered patches" if mode == "voting" else "features of rendered views") in err
     assert run_cli("features", fitted_small_run, "--weights", weights, "--out", tmp_path / "f.npy") == 0
     feats = np.load(tmp_path / "f.npy")
     assert feats.shape == (n, 32) and feats.dtype == np.float16 and np.isfinite(feats).all()
@@ -122,7 +124,9 @@ def test_affordance_and_features_cli_with_a_tiny_dinov2(fitted_small_run, small_
     for args, message in ((["--examples", tmp_path / "nowhere"], "no examples.json"),
                           (["--examples", tmp_path / "bad"], "x.png does not exist"),
                           (["--examples", examples, "--k", "0"], "--k must be >= 1"),
-                          (["--examples", examples, "--out", tmp_path / "x.txt"], "give a .npy path")):
+                          (["--examples", examples, "--out", tmp_path / "x.txt"], "give a .npy path"),
+                          (["--examples", examples, "--out", fitted_small_run / "x.npy"], "inside the run"),
+                          (["--examples", examples, "--out", examples / "examples.npy"], "is also an input")):
         full = ["affordance", fitted_small_run, "--weights", weights, "--out", tmp_path / "never.npy", *args]
         assert run_cli(*full) == 2
         err = capsys.readouterr().err.strip()

@@ -14,7 +14,9 @@ from helpers import run_cli
 def test_eval_scores_every_object_with_both_methods(tracked, small_scene_dir, tmp_path, capsys):
     out = tmp_path / "report"
     assert run_cli("eval", tracked[0], "--masks", small_scene_dir / "masks", "--out", out) == 0
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
+    assert "eval: objects" in captured.err and "voting votes" in captured.err  # progress per object and view
     report = json.loads((out / "report.json").read_text())
     labels = np.load(small_scene_dir / "labels.npy")
     assert sorted(report["objects"]) == ["1", "2", "3", "4"]  # the ground is an object of the masks too
@@ -55,12 +57,13 @@ def test_eval_takes_prompts_and_methods_and_refuses_bad_input(tracked, small_sce
     bad = {"exists": ([], "reports are never overwritten"),
            "prompts": (["--prompts", tmp_path / "bad.json"], "must be {\"view\": NAME"),
            "view": (["--prompts", tmp_path / "view.json"], "unknown view 'train/r_99'"),
-           "labels": (["--labels", tmp_path / "l.npy"], "expected (6000,) labels")}
+           "labels": (["--labels", tmp_path / "l.npy"], "expected (6000,) labels"),
+           "inside": ([], "lies inside the run")}
     (tmp_path / "bad.json").write_text(json.dumps({"2": {"view": "train/r_0", "pixel": [1]}}))
     (tmp_path / "view.json").write_text(json.dumps({"2": {"view": "train/r_99", "pixel": [1, 1]}}))
     np.save(tmp_path / "l.npy", np.zeros(5, dtype=np.int64))
     for name, (args, message) in bad.items():
-        target = out if name == "exists" else tmp_path / f"never-{name}"
+        target = {"exists": out, "inside": tracked[0] / "report"}.get(name, tmp_path / f"never-{name}")
         assert run_cli("eval", tracked[0], "--masks", masks, "--out", target, *args) == 2, name
         err = capsys.readouterr().err.strip()
         assert message in err and len(err.splitlines()) == 1, (name, err)

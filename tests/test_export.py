@@ -81,7 +81,9 @@ def test_export_cli_keeps_degree_and_normals_and_leaves_out_removed(tmp_path, ca
     m.save_pretrained(tmp_path / "run")
     out = tmp_path / "scene.ply"
     assert run_cli("export", tmp_path / "run", "--out", out) == 0
-    assert "110 of 120 Gaussians (SH degree 3; 10 removed ones left out)" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "110 of 120 Gaussians (SH degree 3; 10 removed ones left out)" in captured.out
+    assert "colours -> SH degree 3" in captured.err  # the SH projection shows its progress
     g = read_ply(out)
     assert g.sh_degree == 3 and len(g) == 110
     assert torch.equal(g.normals, m.normals[10:])  # stored normals exported bit for bit

@@ -203,9 +203,10 @@ def generate_scene(spec: SceneSpec | None = None) -> SyntheticScene:
 
 
 @torch.no_grad()
-def render_labels(gaussians: Gaussians, labels: torch.Tensor, camera: Camera, num_labels: int,
+def render_labels(gaussians, labels: torch.Tensor, camera: Camera, num_labels: int,
                   alpha_threshold: float = 0.5) -> torch.Tensor:
-    """(H, W) id mask: the label with the largest blended weight; 0 where alpha < threshold."""
+    """(H, W) id mask: the label with the largest blended weight; 0 where alpha < threshold.
+    ``gaussians``: anything with means, quats, scales and opacities (a decoded model's splats too)."""
     onehot = torch.nn.functional.one_hot(labels, num_labels).to(gaussians.means.dtype)
     out = rasterize(gaussians.means, gaussians.quats, gaussians.scales, gaussians.opacities, onehot, camera,
                     backend="torch")

@@ -78,8 +78,12 @@ class DirectOverrides(nn.Module):
               index: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         def sel(t):
             return t if index is None else t[index]
-        cm = sel(self.color_mask)[:, None]
-        return opacity * sel(self.opacity), color * (1 - cm) + sel(self.color) * cm, offsets + sel(self.offset)
+        return opacity * sel(self.opacity), self.blend_color(color, index), offsets + sel(self.offset)
+
+    def blend_color(self, color: torch.Tensor, index: torch.Tensor | None) -> torch.Tensor:
+        """``color`` where no direct colour edit applies, the edit's colour where one does."""
+        cm = (self.color_mask if index is None else self.color_mask[index])[:, None]
+        return color * (1 - cm) + (self.color if index is None else self.color[index]) * cm
 
 
 LEGACY_KEYS = {f"override_{k}": f"overrides.{k}" for k in ("opacity", "color", "color_mask", "offset")}
@@ -227,9 +231,7 @@ class SceneModel(nn.Module):
         else:
             raw = self.explicit["color"]
             color = torch.sigmoid(raw if index is None else raw[index])
-        cm = self.overrides.color_mask if index is None else self.overrides.color_mask[index]
-        fixed = self.overrides.color if index is None else self.overrides.color[index]
-        return color * (1 - cm[:, None]) + fixed * cm[:, None]
+        return self.overrides.blend_color(color, index)
 
     @torch.no_grad()
     def view_independent_colors(self, directions: torch.Tensor | None = None) -> torch.Tensor:

@@ -27,7 +27,7 @@ from structgs.edit.affordance import (ExampleBank, classify, example_bank, label
                                       upsample_labels, vote_labels)
 from structgs.masks.dino import Dinov2Features, PatchFeatures
 from structgs.pipeline.runs import Run
-from structgs.render.api import rasterize
+from structgs.data.synthetic import render_labels
 from structgs.scene.images import load_id_mask, load_rgb, save_id_mask
 from structgs.utils.errors import InputError, MissingFileError
 from structgs.utils.io import ensure_writable_dir, refuse_overwrite, save_npy, write_json
@@ -77,11 +77,15 @@ def read_examples(folder: Path) -> Examples:
     return Examples(names, images, maps)
 
 
-def _check_out(out: Path, what: str, inputs: list[Path | None]) -> None:
+def _check_out(out: Path, run: Path, inputs: list[Path | None]) -> None:
+    """--out: a .npy path outside the run, neither it nor its .json beside it an input."""
     if Path(out).suffix != ".npy":
-        raise InputError(f"{what} {out}: give a .npy path")
-    refuse_overwrite(out, inputs, what)
-    ensure_writable_dir(Path(out).parent, what)
+        raise InputError(f"--out {out}: give a .npy path")
+    if Path(run).resolve() in Path(out).resolve().parents:
+        raise InputError(f"--out {out} lies inside the run {run}; write it outside")
+    refuse_overwrite(out, inputs, "--out")
+    refuse_overwrite(Path(out).with_suffix(".json"), inputs, "--out's .json")
+    ensure_writable_dir(Path(out).parent, "--out")
 
 
 def _render_views(run: Run, split: str):
@@ -115,13 +119,10 @@ def feature_grids(run: Run, extractor: PatchFeatures, split: str = "train"):
 @torch.no_grad()
 def render_label_masks(model, cameras, labels: torch.Tensor, out: Path) -> Path:
     """One id mask per view (``out/<view name>.png``) from per-Gaussian labels: the label with
-    the largest blended weight, 0 where the alpha is under 0.5."""
+    the largest blended weight, 0 where the alpha is under 0.5 (as the built-in scene's masks)."""
     n = int(labels.max()) + 1
-    onehot = torch.nn.functional.one_hot(labels.long(), n).float().to(model.device)
     for cam in cameras:
-        s = model.decode(cam)
-        r = rasterize(s.means, s.quats, s.scales, s.opacities, onehot, cam)
-        ids = torch.where(r.alpha[..., 0] >= 0.5, r.image.argmax(-1), torch.zeros_like(r.image[..., 0], dtype=torch.long))
+        ids = render_labels(model.decode(cam), labels.long().to(model.device), cam, n)
         save_id_mask(ids.cpu(), Path(out) / f"{cam.name}.png")
     return Path(out)
 
@@ -136,7 +137,7 @@ def affordance_run(run: Path, examples: Path, out: Path, weights: Path | None = 
         raise InputError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
     if k < 1:
         raise InputError(f"--k must be >= 1, got {k}")
-    _check_out(out, "--out", [])
+    _check_out(out, run, [Path(examples) / "examples.json"])
     ex = read_examples(examples)
     if masks_out is not None and Path(masks_out).exists() and any(Path(masks_out).iterdir()):
         raise InputError(f"--masks-out {masks_out} exists and is not empty; masks are never overwritten")
@@ -166,7 +167,7 @@ def affordance_run(run: Path, examples: Path, out: Path, weights: Path | None = 
 def features_run(run: Path, out: Path, weights: Path | None = None, *, extractor: PatchFeatures | None = None,
                  data: Path | None = None, device: str = "auto") -> torch.Tensor:
     """Lift the rendered training views' features onto the Gaussians; write (N, C) float16 ``out``."""
-    _check_out(out, "--out", [])
+    _check_out(out, run, [])
     opened = Run.open(run, data, device)
     if extractor is None:
         if weights is None:

@@ -107,10 +107,10 @@ def _read_prompts(path: Path, objects: list[int], ds) -> dict[int, dict]:
     return prompts
 
 
-def _objects(ds, masks_dir: Path, split: str) -> list[int]:
+def _objects(split_masks: dict[str, torch.Tensor]) -> list[int]:
     ids: set[int] = set()
-    for cam in ds.split(split):
-        ids |= set(ds.mask(cam, masks_dir).unique().tolist())
+    for m in split_masks.values():
+        ids |= set(m.unique().tolist())
     return sorted(i for i in ids if i > 0)
 
 
@@ -139,6 +139,8 @@ def evaluate_run(run: Path, masks: Path, out: Path, config: EvalConfig = EvalCon
     out = Path(out)
     if not replace and out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise InputError(f"--out {out} exists and is not an empty folder; reports are never overwritten")
+    if Path(run).resolve() in out.resolve().parents:
+        raise InputError(f"--out {out} lies inside the run {run}; write reports outside it")
     ensure_writable_dir(out.parent, "--out")
     opened = Run.open(run, data, device, needs_shaping="shaped" in config.methods)
     model, ds = opened.model, opened.dataset
@@ -148,7 +150,8 @@ def evaluate_run(run: Path, masks: Path, out: Path, config: EvalConfig = EvalCon
     for cam in ds.split("train") + ds.split(config.split):
         if not ds.mask_path(cam, masks).is_file():
             raise MissingFileError(f"--masks {masks}: no mask for view {cam.name} ({ds.mask_path(cam, masks)})")
-    objects = _objects(ds, masks, config.split)
+    split_masks = {c.name: ds.mask(c, masks) for c in ds.split(config.split)}  # read once
+    objects = _objects(split_masks)
     if not objects:
         raise InputError(f"--masks {masks}: no object (id > 0) in any {config.split} view")
     prompts = _read_prompts(config.prompts, objects, ds) if config.prompts is not None else {}
@@ -195,14 +198,15 @@ def evaluate_run(run: Path, masks: Path, out: Path, config: EvalConfig = EvalCon
             save_npy(tmp / "selections" / f"{k}-{method}.npy", sel.numpy())
         write_json(tmp / "report.json", report)
         (tmp / "report.md").write_text(format_report(report) + "\n")
-        _figure(model, ds, masks, report, selections, config, bg, tmp / "report.png")
+        _figure(model, ds, split_masks, report, selections, config, bg, tmp / "report.png")
 
     replace_dir_atomically(out, write)
     log.info("eval: %d objects, %s -> %s", len(report["objects"]), ", ".join(config.methods), out)
     return report
 
 
-def _figure(model, ds, masks: Path, report: dict, selections, config: EvalConfig, bg, path: Path) -> None:
+def _figure(model, ds, split_masks: dict[str, torch.Tensor], report: dict, selections, config: EvalConfig, bg,
+            path: Path) -> None:
     """Per object (rows): the click on its training view, then each method's selection
     highlighted (magenta, the rest faded) on the test view where the object is largest."""
     rows, columns = [], {"click": []} | {m: [] for m in config.methods}
@@ -213,7 +217,7 @@ def _figure(model, ds, masks: Path, report: dict, selections, config: EvalConfig
         click[max(0, y - 4):y + 5, max(0, x - 1):x + 2] = torch.tensor([1.0, 0.0, 0.0])
         click[max(0, y - 1):y + 2, max(0, x - 4):x + 5] = torch.tensor([1.0, 0.0, 0.0])
         columns["click"].append(click)
-        test = max(ds.split(config.split), key=lambda c: int((ds.mask(c, masks) == k).sum()))
+        test = max(ds.split(config.split), key=lambda c: int((split_masks[c.name] == k).sum()))
         for m in config.methods:
             columns[m].append(highlighted(model, test.scaled(0.5), bg, selections[k, m]))
         figures = ", ".join(f"{m} {r['miou']:.1f}" for m, r in entry["methods"].items())

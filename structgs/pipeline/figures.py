@@ -46,14 +46,14 @@ def render_image(model, cam, bg) -> torch.Tensor:
         return model.render(cam, background=bg).image.clamp(0, 1).cpu()
 
 
-def tinted(model, cam, bg, selections: list[torch.Tensor], colors=PALETTE) -> torch.Tensor:
+def tinted(model, cam, bg, selections: list[torch.Tensor]) -> torch.Tensor:
     """The render with each selection's visible pixels blended 60 % towards its own colour."""
     image = render_image(model, cam, bg)
     with torch.no_grad():
         s = model.decode(cam)
         for i, sel in enumerate(selections):
             mask = render_selection_mask(s.means, s.quats, s.scales, s.opacities, sel.to(model.device), cam).cpu()
-            tint = torch.tensor(colors[i % len(colors)])
+            tint = torch.tensor(PALETTE[i % len(PALETTE)])
             image = torch.where(mask[..., None], 0.4 * image + 0.6 * tint, image)
     return image
 
