@@ -39,6 +39,8 @@ PICK_FOCAL = 1000.0
 footprint of 1/1000 of the distance, about one screen pixel of a 60-degree view 1000 px high."""
 GEOMETRY_BRANCHES = {"opacity", "scale", "rotation", "motion"}
 """Branches that decide where a Gaussian is and how much it covers (what a pick needs)."""
+
+
 @dataclass(frozen=True)
 class Pick:
     """The Gaussian under a click: its id, its blending weight alpha*T on the ray and its depth
