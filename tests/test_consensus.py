@@ -111,3 +111,20 @@ def test_boundary_band_and_rest_label_rule():
     two[:2, :2] = 4
     assert not needs_rest_label([ids, two], 0)
     assert not needs_rest_label([torch.zeros_like(ids)], 0)  # no id at all: nothing to shape, not "one object"
+
+
+def test_pair_consensus_counts_as_view_by_view_comparison():
+    """The two products over (view, id) columns give the counts of comparing every view's ids
+    pair by pair (the definition), on random labels with gaps (-1) and ids reused across views."""
+    g = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 6, (9, 70), generator=g)
+    labels[torch.rand(9, 70, generator=g) < 0.4] = -1
+    labels[2] = -1  # a view that labels nothing
+    has = labels != -1
+    same = sum(((lv[:, None] == lv[None, :]) & h[:, None] & h[None, :]).float() for lv, h in zip(labels, has))
+    both = sum((h[:, None] & h[None, :]).float() for h in has)
+    for view in (0, 2, 8):
+        here = labels[view][:, None] == labels[view][None, :]
+        want = (both < 3) | (here == (same >= 0.5 * both))
+        assert torch.equal(pair_consensus(labels, view), want)
+    assert pair_consensus(torch.full((3, 4), -1), 0).all()  # nothing labelled: every pair as the view says

@@ -196,6 +196,88 @@ def test_infonce_prefers_separated_features():
     assert supervised_infonce(separated, labels) < supervised_infonce(mixed, labels)
 
 
+def _reference_infonce(features, labels, tau, trusted=None):
+    """The loss as written (autograd through every B x B intermediate), the fused one's reference."""
+    unit = torch.nn.functional.normalize(features, dim=-1, eps=1e-8)
+    cos = unit @ unit.T
+    same = labels[:, None] == labels[None, :]
+    logits = torch.where(same, cos, cos.clamp_min(0.0)) / tau
+    pos, negative = same & ~torch.eye(len(labels), dtype=torch.bool), ~same
+    if trusted is not None:
+        pos, negative = pos & trusted, negative & trusted
+    lse = torch.logsumexp(logits.masked_fill(~negative, float("-inf")), dim=1, keepdim=True)
+    return torch.nn.functional.softplus(lse - logits)[pos].mean()
+
+
+@pytest.mark.parametrize("with_trusted", [False, True])
+def test_fused_infonce_matches_autograd_and_finite_differences(with_trusted):
+    """The fused loss (gradient formed in its forward pass) against the plain autograd form, in
+    float64 to 1e-12, with labels of one Gaussian (no positives), an anchor with no negatives
+    (trusted pairs) and clamped negative cosines; then torch's finite-difference gradcheck."""
+    g = torch.Generator().manual_seed(3)
+    feats = torch.randn(48, 12, dtype=torch.float64, generator=g).requires_grad_(True)
+    labels = torch.randint(0, 4, (48,), generator=g)
+    labels[0] = 7  # alone: no positive pair
+    trusted = None
+    if with_trusted:
+        trusted = torch.rand(48, 48, generator=g) > 0.3
+        trusted = trusted & trusted.T
+        trusted[1, labels != labels[1]] = False  # anchor 1 has no negatives left
+    ours = supervised_infonce(feats, labels, 0.1, trusted)
+    ref = _reference_infonce(feats, labels, 0.1, trusted)
+    (g_ours,) = torch.autograd.grad(ours, feats)
+    (g_ref,) = torch.autograd.grad(ref, feats)
+    assert abs(ours.item() - ref.item()) < 1e-12
+    assert (g_ours - g_ref).abs().max() < 1e-12 and g_ref.abs().max() > 1e-3
+    assert (feats.detach() @ feats.detach().T < 0).any()  # some negatives are clamped
+    small = feats[:16].detach().clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda f: supervised_infonce(f, labels[:16], 0.2), (small,))
+    one_label = supervised_infonce(feats, torch.zeros(48, dtype=torch.long))  # no negatives: 0, zero gradient
+    (g_one,) = torch.autograd.grad(one_label, feats)
+    assert one_label.item() == 0.0 and g_one.abs().max() == 0.0
+
+
+def test_shaper_pool_activations_are_the_models(fitted_small_run, small_scene_dir):
+    """The shaper decodes the pool once per step and keeps fixed inputs and trunk outputs of
+    view-independent branches; the activations it trains on, and Eq. 10's neighbour targets
+    (gathered as a weighted embedding bag), are the model's, for every branch, before and after a
+    step, in both neighbour layouts (pool smaller and larger than B x k)."""
+    from structgs.pipeline.runs import Run
+    from structgs.shaping.shaper import Shaper
+
+    run = Run.open(fitted_small_run, None, "cpu")
+    model = run.model
+    shaper = Shaper(model, run.dataset, small_scene_dir / "masks", ShapeConfig(**FAST), progress=False)
+    shaper.prepare()
+    cam = shaper.cams[1]
+    pos = torch.arange(0, shaper.pool.numel(), 7)
+    assert pos.numel() * shaper.pool_knn.shape[1] > shaper.pool.numel() > 5 * shaper.pool_knn.shape[1]
+    for step in range(2):
+        for b in shaper.branches:
+            with torch.no_grad():
+                ours = shaper._pool_activations(b, cam, pos)
+                idx = shaper.pool[pos]
+                want = model.activations(b, idx, model.view_inputs(cam, idx))
+            assert torch.allclose(ours, want, atol=1e-6), b
+        for batch in (pos, pos[:5]):  # B x k above the pool's size (decode the pool) and below (the neighbours)
+            nbr = shaper.pool[shaper.pool_knn[batch]]
+            keep = torch.rand(nbr.shape, generator=torch.Generator().manual_seed(step)) > 0.3
+            keep[0] = False  # a row without a kept neighbour
+            got = shaper._neighbour_targets(cam, batch, keep)
+            for b in shaper.branches:  # Eq. 10's target by its definition: the mean kept unit neighbour
+                with torch.no_grad():
+                    flat = nbr.reshape(-1)
+                    unit = torch.nn.functional.normalize(model.activations(b, flat, model.view_inputs(cam, flat)), dim=-1)
+                unit = unit.reshape(*nbr.shape, -1)
+                want = (unit * keep[..., None]).sum(1) / keep.sum(1, keepdim=True).clamp_min(1)
+                assert torch.allclose(got[b].mean, want, atol=1e-6), b
+                assert got[b].rows.tolist() == keep.any(1).tolist()
+        with shaper._gradients_only_for(shaper.opt):
+            shaper._shape_step(step)  # the side channel changes; the cached parts must not go stale
+    assert "color" not in shaper._fixed and set(shaper._fixed) == set(shaper.branches) - {"color"}
+    assert all(p.requires_grad for p in model.decoder.parameters())  # restored after the step
+
+
 def test_smoothness_within_labels_ignores_the_touching_object():
     """A ground Gaussian at a contact with two ground and two object neighbours: Eq. 10 over all
     neighbours pulls it towards the object; over the same-label ones its gradient pulls it

@@ -113,9 +113,12 @@ class DecoderConfig:
     def position_dim(self) -> int:
         return 3 + 6 * self.position_frequencies if self.position_frequencies > 0 else 0
 
+    def takes_view(self, branch: str) -> bool:
+        """Whether ``branch``'s input holds the view (its output then changes with the camera)."""
+        return branch in self.view_dependent_branches and self.view_dim > 0
+
     def input_dim(self, branch: str) -> int:
-        view = self.view_dim if branch in self.view_dependent_branches else 0
-        return self.latent_dim + self.position_dim + view
+        return self.latent_dim + self.position_dim + (self.view_dim if self.takes_view(branch) else 0)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

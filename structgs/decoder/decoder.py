@@ -128,7 +128,7 @@ class AttributeDecoder(nn.Module):
         return activate(branch, raw, self.config.scale_log_range)
 
     def _with_view(self, branch: str, base: torch.Tensor, view: torch.Tensor | None) -> torch.Tensor:
-        if branch not in self.config.view_dependent_branches or self.config.view_dim == 0:
+        if not self.config.takes_view(branch):
             return base
         vd = self.config.view_dim
         if view is None:

@@ -116,14 +116,19 @@ class BranchMLP(nn.Module):
             return self._run(self.activation(x), self.perturb_index)
         return self._run(x, 0)
 
-    def activation(self, x: torch.Tensor) -> torch.Tensor:
-        """Only the input of the perturbable layer (stops there)."""
+    def trunk_output(self, x: torch.Tensor) -> torch.Tensor:
+        """The fitted layers' output entering the perturbable layer (without the side channel)."""
         if self.trunk is not None:
-            h = self.trunk(x)
-        else:
-            h = x
-            for layer in self.layers[: self.perturb_index]:
-                h = torch.relu(layer(h))
+            return self.trunk(x)
+        h = x
+        for layer in self.layers[: self.perturb_index]:
+            h = torch.relu(layer(h))
+        return h
+
+    def activation(self, x: torch.Tensor, trunk: torch.Tensor | None = None) -> torch.Tensor:
+        """Only the input of the perturbable layer (stops there). ``trunk``: :meth:`trunk_output`
+        of ``x`` if already known (shaping trains the side channel alone, so it keeps it)."""
+        h = self.trunk_output(x) if trunk is None else trunk
         if self.side is None:
             return h
         g = self.side(x)

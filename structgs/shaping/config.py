@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from structgs.masks.fill import FillConfig
+from structgs.shaping.losses import MIN_TAU
 from structgs.utils.errors import InputError
 
 
@@ -159,8 +160,8 @@ class ShapeConfig:
             raise InputError(f"shape: side_width must be >= 0, got {self.side_width}")
         if not 0 < self.touch_fraction <= 1:
             raise InputError(f"shape: touch_fraction must be in (0, 1], got {self.touch_fraction}")
-        if self.tau is not None and self.tau <= 0:
-            raise InputError(f"shape: tau must be > 0, got {self.tau}")
+        if self.tau is not None and self.tau < MIN_TAU:
+            raise InputError(f"shape: tau must be >= {MIN_TAU}, got {self.tau}")
         for name in ("pixels", "pixel_margin", "pixel_weight"):
             if getattr(self, name) < 0:
                 raise InputError(f"shape: {name} must be >= 0, got {getattr(self, name)}")

@@ -8,6 +8,8 @@ kNN smoothness (Eq. 10): 1 - cos(a_i, mean_{j in kNN(i)} a_j), the neighbours' m
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
@@ -17,36 +19,110 @@ def cosine_matrix(x: torch.Tensor) -> torch.Tensor:
     return x @ x.T
 
 
-def supervised_infonce(features: torch.Tensor, labels: torch.Tensor, tau: float = 0.1,
-                       trusted: torch.Tensor | None = None) -> torch.Tensor:
+MIN_TAU = 0.02
+"""Smallest InfoNCE temperature: the loss shifts logits by 1/tau (so exp cannot overflow), and
+a negative's term exp(-1/tau) must stay a normal float32."""
+
+
+@dataclass(frozen=True)
+class ContrastivePairs:
+    """The pairs of a batch that InfoNCE uses, made once per batch and shared by every branch."""
+
+    floor: torch.Tensor
+    """(B, B) lower clamp of the cosine: 0 between different labels (a negative is pushed to
+    orthogonal, not opposite), -inf within a label."""
+    negative: torch.Tensor
+    """(B, B) 1 on pairs in each other's denominators, else 0."""
+    weight: torch.Tensor
+    """(B, B) 1 / (number of positive pairs) on positive pairs, else 0: the loss is the mean over
+    positive pairs."""
+    positives: int
+    """Number of positive pairs."""
+
+    @classmethod
+    def from_labels(cls, labels: torch.Tensor, trusted: torch.Tensor | None = None,
+                    dtype: torch.dtype = torch.float32) -> "ContrastivePairs":
+        """Every pair of one label is a positive, other labels are negatives; pairs outside
+        ``trusted`` ((B, B) bool, optional) are neither."""
+        same = labels[:, None] == labels[None, :]
+        pos = same.clone()
+        pos.fill_diagonal_(False)
+        negative = ~same
+        if trusted is not None:
+            pos, negative = pos & trusted, negative & trusted
+        count = int(pos.sum())
+        floor = torch.zeros(same.shape, dtype=dtype, device=labels.device).masked_fill_(same, float("-inf"))
+        return cls(floor, negative.to(dtype), pos.to(dtype).div_(max(count, 1)), count)
+
+    def to(self, dtype: torch.dtype) -> "ContrastivePairs":
+        if self.floor.dtype == dtype:
+            return self
+        return ContrastivePairs(self.floor.to(dtype), self.negative.to(dtype), self.weight.to(dtype), self.positives)
+
+
+class _PairInfoNCE(torch.autograd.Function):
+    """sum_(i,p) w_ip softplus(N_i - l_ip) with l = max(u u^T, floor) / tau and
+    N_i = log sum over i's negatives of exp(l_in); the gradient is formed in the forward pass
+    (one B x B matrix) instead of by autograd through a dozen B x B intermediates (2-3x faster on
+    CPU; tests/test_shaping.py checks it against the plain autograd form and finite differences).
+
+    dL/dl_ip = -w_ip s(N_i - l_ip) on positives, dL/dl_in = P_i exp(l_in - N_i) on negatives,
+    with s the sigmoid and P_i = sum_p w_ip s(N_i - l_ip) (softplus' = s, logsumexp' = softmax).
+    """
+
+    @staticmethod
+    def forward(ctx, unit, floor, negative, weight, tau):
+        cos = unit @ unit.T
+        logits = torch.maximum(cos, floor).div_(tau)
+        # cos <= 1, so exp(l - 1/tau) <= 1 never overflows; a negative's logit is >= 0, so each of
+        # its terms is >= exp(-1/tau) (tau >= MIN_TAU). One exp pass instead of logsumexp's max,
+        # shift and exp passes; rows without negatives get N = log 0 = -inf: no term, no gradient
+        terms = logits.sub(1.0 / tau).exp_().mul_(negative)
+        total = terms.sum(1, keepdim=True)  # exp(N_i - 1/tau)
+        gap = (total.log() + 1.0 / tau) - logits  # N_i - l_ij
+        loss = (torch.nn.functional.softplus(gap) * weight).sum()
+        if ctx.needs_input_grad[0]:
+            pull = torch.sigmoid(gap).mul_(weight)
+            push = terms.mul_(pull.sum(1, keepdim=True) / total.clamp_min(torch.finfo(total.dtype).tiny))
+            grad = push.sub_(pull).div_(tau).mul_(cos >= floor)  # clamped cosines pass nothing
+            ctx.save_for_backward(unit, grad)
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad_loss):
+        unit, grad = ctx.saved_tensors
+        # two products, not (grad + grad.T) @ unit: a transposed add is 3x a product here
+        return (grad @ unit + grad.T @ unit) * grad_loss, None, None, None, None
+
+
+def infonce(features: torch.Tensor, pairs: ContrastivePairs, tau: float = 0.1) -> torch.Tensor:
     """InfoNCE over every positive pair (i, p) of the batch, against i's negatives:
 
         L_ip = -log( exp(c_ip/tau) / (exp(c_ip/tau) + sum_{n: other label} exp(c_in/tau)) )
 
     (van den Oord's form, one positive per term). Other positives are not in the denominator,
     so negatives keep being pushed until they are orthogonal (cos -> 0) instead of being
-    drowned out by a large object's many positives. Mean over positive pairs; 0 if none.
-
-    ``trusted``: optional (B, B) bool; pairs outside it are neither positives nor negatives
-    (labels that other evidence contradicts, see pair_consensus).
+    drowned out by a large object's many positives; a negative cosine earns nothing more (else
+    an object could escape into the leaky negative range of a side channel). Mean over positive
+    pairs; 0 if none.
     """
-    b = features.shape[0]
-    cos = cosine_matrix(features)
-    same = labels[:, None] == labels[None, :]
-    # negatives are pushed to orthogonal, not opposite: a negative cosine earns nothing more
-    # (else an object could escape into the leaky negative range of a side channel)
-    logits = torch.where(same, cos, cos.clamp_min(0.0)) / tau
-    eye = torch.eye(b, dtype=torch.bool, device=features.device)
-    pos = same & ~eye
-    negative = ~same
-    if trusted is not None:
-        pos, negative = pos & trusted, negative & trusted
-    if not pos.any():
+    if features.shape[0] != pairs.weight.shape[0]:
+        raise ValueError(f"features: expected {pairs.weight.shape[0]} rows (the pairs' batch), got {features.shape[0]}")
+    if tau < MIN_TAU:
+        raise ValueError(f"InfoNCE temperature must be >= {MIN_TAU}, got {tau}")
+    if pairs.positives == 0:
         return features.sum() * 0.0
-    neg_lse = torch.logsumexp(logits.masked_fill(~negative, float("-inf")), dim=1, keepdim=True)  # (B, 1)
-    # -log(e^p / (e^p + e^N)) = softplus(N - p); anchors without negatives give N = -inf -> 0
-    per_pair = torch.nn.functional.softplus(neg_lse - logits)
-    return per_pair[pos].mean()
+    unit = F.normalize(features, dim=-1, eps=1e-8)
+    p = pairs.to(unit.dtype)
+    return _PairInfoNCE.apply(unit, p.floor, p.negative, p.weight, tau)
+
+
+def supervised_infonce(features: torch.Tensor, labels: torch.Tensor, tau: float = 0.1,
+                       trusted: torch.Tensor | None = None) -> torch.Tensor:
+    """:func:`infonce` with the pairs of ``labels`` (B,); ``trusted``: optional (B, B) bool, pairs
+    outside it are neither positives nor negatives (labels that other evidence contradicts, see
+    pair_consensus)."""
+    return infonce(features, ContrastivePairs.from_labels(labels, trusted, features.dtype), tau)
 
 
 def pair_consensus(view_labels: torch.Tensor, view: int, min_views: int = 3, join: float = 0.5) -> torch.Tensor:
@@ -59,15 +135,53 @@ def pair_consensus(view_labels: torch.Tensor, view: int, min_views: int = 3, joi
     one view are ever compared with each other: no association across views.
     """
     has = view_labels != -1
-    same = torch.zeros(view_labels.shape[1], view_labels.shape[1], device=view_labels.device)
-    both = torch.zeros_like(same)
-    for v in range(view_labels.shape[0]):
-        h = has[v]
-        same += ((view_labels[v][:, None] == view_labels[v][None, :]) & h[:, None] & h[None, :]).float()
-        both += (h[:, None] & h[None, :]).float()
+    V, B = view_labels.shape
+    # one column per (view, id): same = O O^T counts the views where a pair shares an id, and
+    # both = H H^T those labelling both (two products instead of V rounds of B x B comparisons)
+    held = has.T  # (B, V)
+    width = int(view_labels.max().clamp_min(0)) + 1
+    codes = (view_labels.T + width * torch.arange(V, device=view_labels.device))[held]  # Gaussian-major
+    columns, column = torch.unique(codes, return_inverse=True)
+    onehot = torch.zeros(B, columns.numel(), device=view_labels.device)
+    onehot[torch.nonzero(held)[:, 0], column] = 1.0
+    same = onehot @ onehot.T
+    both = held.float() @ held.float().T
     together = same >= join * both
     here = view_labels[view][:, None] == view_labels[view][None, :]
     return (both < min_views) | (here == together)
+
+
+@dataclass(frozen=True)
+class NeighbourTargets:
+    """Eq. 10's targets of a batch: the mean unit activation of each Gaussian's kept neighbours."""
+
+    mean: torch.Tensor
+    """(B, D) mean of the kept neighbours' unit activations (0 where none is kept)."""
+    rows: torch.Tensor | None
+    """(B,) bool: rows with a kept neighbour (None: all)."""
+
+    @classmethod
+    def gather(cls, unit: torch.Tensor, near: torch.Tensor, keep: torch.Tensor | None = None) -> "NeighbourTargets":
+        """``unit`` (P, D) unit activations, ``near`` (B, k) rows of it, ``keep`` optional (B, k) bool.
+        A weighted embedding bag: the (B, k, D) neighbour block is never materialised."""
+        if keep is not None and keep.shape != near.shape:
+            raise ValueError(f"keep must be {tuple(near.shape)}, got {tuple(keep.shape)}")
+        unit = unit.detach()
+        weight = None if keep is None else keep.to(unit.dtype)
+        total = F.embedding_bag(near, unit, per_sample_weights=weight, mode="sum")
+        if keep is None:
+            return cls(total / near.shape[1], None)
+        return cls(total / weight.sum(1, keepdim=True).clamp_min(1.0), keep.any(1))
+
+
+def smoothness(features: torch.Tensor, targets: NeighbourTargets) -> torch.Tensor:
+    """Eq. 10: 1 - cos(a_i, mean of i's kept neighbours), mean over the rows with one; 0 if none."""
+    if targets.rows is None:
+        return (1 - F.cosine_similarity(features, targets.mean, dim=-1, eps=1e-8)).mean()
+    if not targets.rows.any():
+        return features.sum() * 0.0
+    rows = targets.rows
+    return (1 - F.cosine_similarity(features[rows], targets.mean[rows], dim=-1, eps=1e-8)).mean()
 
 
 def knn_smoothness(features: torch.Tensor, neighbour_features: torch.Tensor,
@@ -77,19 +191,12 @@ def knn_smoothness(features: torch.Tensor, neighbour_features: torch.Tensor,
     ``keep``: optional (B, k) bool, the neighbours that count (e.g. those not labelled as another
     object: at a contact, the touching object's Gaussians would otherwise pull a Gaussian
     towards that object's activations). Rows with no kept neighbour are left out; 0 if none.
+    (Shaping gathers the neighbours from a table instead: NeighbourTargets.gather.)
     """
-    unit = F.normalize(neighbour_features.detach(), dim=-1)
-    if keep is None:
-        target = unit.mean(1)
-        return (1 - F.cosine_similarity(features, target, dim=-1, eps=1e-8)).mean()
-    if keep.shape != neighbour_features.shape[:2]:
-        raise ValueError(f"keep must be {tuple(neighbour_features.shape[:2])}, got {tuple(keep.shape)}")
-    rows = keep.any(1)
-    if not rows.any():
-        return features.sum() * 0.0
-    w = keep.to(unit.dtype)
-    target = (unit * w[..., None]).sum(1) / w.sum(1, keepdim=True).clamp_min(1.0)
-    return (1 - F.cosine_similarity(features[rows], target[rows], dim=-1, eps=1e-8)).mean()
+    b, k, d = neighbour_features.shape
+    unit = F.normalize(neighbour_features.detach(), dim=-1).reshape(b * k, d)
+    near = torch.arange(b * k, device=unit.device).reshape(b, k)
+    return smoothness(features, NeighbourTargets.gather(unit, near, keep))
 
 
 def same_object_neighbours(labels: torch.Tensor, neighbour_labels: torch.Tensor, unlabelled: int = -1) -> torch.Tensor:

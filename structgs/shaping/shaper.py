@@ -14,6 +14,7 @@ Two ways to shape (ShapeConfig.side_width):
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from pathlib import Path
 
@@ -28,8 +29,8 @@ from structgs.utils.knn import knn_indices
 from structgs.masks.consensus import consensus_labels, noise_report
 from structgs.masks.fill import fill_labels
 from structgs.shaping.lifting import UNLABELLED, lift_masks, lift_per_view, matched_accuracy, needs_rest_label
-from structgs.shaping.losses import (jacobian_features, knn_smoothness, pair_consensus, same_object_neighbours,
-                                     supervised_infonce)
+from structgs.shaping.losses import (ContrastivePairs, NeighbourTargets, infonce, jacobian_features, pair_consensus,
+                                     same_object_neighbours, smoothness)
 from structgs.shaping.sampling import sample_pool
 from structgs.training.loop import Checkpointer, TrainerState, run_stage
 from structgs.training.losses import attribute_l1, photometric_loss
@@ -37,14 +38,6 @@ from structgs.utils.log import get_logger
 from structgs.utils.errors import InputError
 
 log = get_logger("shaping")
-
-
-def branch_features(model: SceneModel, branch: str, index: torch.Tensor, view: torch.Tensor | None,
-                    objective: str) -> torch.Tensor:
-    if objective == "jacobian":
-        return jacobian_features(model.decoder, branch, model.latents[index].detach(), view,
-                                 model.centroids[index].detach())
-    return model.activations(branch, index, view)
 
 
 def attribute_distillation(student, teacher) -> torch.Tensor:
@@ -79,6 +72,7 @@ class Shaper:
         self.confidence: torch.Tensor | None = None
         self._masks: dict[str, torch.Tensor] = {}  # full-resolution masks read by prepare, until used
         self._pixel_ids: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._fixed: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}  # see _pool_activations
         for p in (model.centroids, model.latents, *model.explicit.values()):
             p.requires_grad_(False)
         self.side = self.cfg.side_width > 0
@@ -165,18 +159,20 @@ class Shaper:
         lab = self.labels[idx]
         has = lab != UNLABELLED
         nbr = self.pool[self.pool_knn[pos]]  # (B, k), within the pool
-        nview = m.view_inputs(cam, nbr.reshape(-1))
         keep = same_object_neighbours(lab, self.labels[nbr], UNLABELLED) if cfg.smooth_within_labels else None
+        targets = self._neighbour_targets(cam, pos, keep) if cfg.lambda_reg > 0 else None
+        pairs = ContrastivePairs.from_labels(lab[has]) if has.sum() > 1 else None  # shared by the branches
         mi = reg = torch.zeros((), device=self.device)
         for b in self.branches:
-            feats = branch_features(m, b, idx, view, cfg.objective)
-            if has.sum() > 1:
-                mi = mi + supervised_infonce(feats[has], lab[has], cfg.temperature)
-            if cfg.lambda_reg > 0:
+            if cfg.objective == "jacobian":
+                feats = jacobian_features(m.decoder, b, m.latents[idx].detach(), view, m.centroids[idx].detach())
+            else:
+                feats = self._pool_activations(b, cam, pos)
+            if pairs is not None:
+                mi = mi + infonce(feats[has], pairs, cfg.temperature)
+            if targets is not None:
                 a = feats if cfg.objective == "activation" else m.activations(b, idx, view)
-                with torch.no_grad():
-                    na = m.activations(b, nbr.reshape(-1), nview)
-                reg = reg + knn_smoothness(a, na.reshape(nbr.shape[0], nbr.shape[1], -1), keep)
+                reg = reg + smoothness(a, targets[b])
         if self.side:  # the decoded attributes cannot change: nothing to reconstruct
             rec = torch.zeros((), device=self.device)
         elif cfg.recon_batch > 0 and cfg.recon == "attributes":
@@ -185,6 +181,37 @@ class Shaper:
         else:
             rec = self._recon(cam, idx, view)
         return {"mi": mi / len(self.branches), "reg": reg / len(self.branches), "recon": rec}
+
+    @torch.no_grad()
+    def _neighbour_targets(self, cam, pos: torch.Tensor, keep: torch.Tensor | None) -> dict[str, NeighbourTargets]:
+        """Per branch, Eq. 10's targets for the batch at pool positions ``pos``, seen from ``cam``:
+        the mean unit activation of each one's kept pool neighbours (no gradient). The B * k
+        neighbours repeat (k = 16: 16k rows for a 1024 batch); when the whole pool is smaller,
+        decoding the pool once is the same values for fewer rows (4.5k at 30k Gaussians)."""
+        near = self.pool_knn[pos]  # (B, k) positions within the pool
+        if self.pool.numel() < near.numel():
+            return {b: NeighbourTargets.gather(F.normalize(self._pool_activations(b, cam, None), dim=-1), near, keep)
+                    for b in self.branches}
+        flat = torch.arange(near.numel(), device=near.device).reshape(near.shape)
+        return {b: NeighbourTargets.gather(F.normalize(self._pool_activations(b, cam, near.reshape(-1)), dim=-1),
+                                           flat, keep) for b in self.branches}
+
+    def _pool_activations(self, branch: str, cam, pos: torch.Tensor | None) -> torch.Tensor:
+        """(B, D) activations of the pool Gaussians at positions ``pos`` (None: the whole pool), seen
+        from ``cam``. With the side channel, a branch that does not take the view has fixed inputs
+        and a fixed trunk output (only the channel trains): both are computed once for the pool and
+        only the channel runs per step (at most 2 x 4 x 150k floats per branch at 1M Gaussians)."""
+        m = self.model
+        if not self.side or m.decoder.config.takes_view(branch):
+            idx = self.pool if pos is None else self.pool[pos]
+            return m.activations(branch, idx, m.view_inputs(cam, idx))
+        mlp = m.decoder.branches[branch]
+        if branch not in self._fixed:
+            with torch.no_grad():
+                x = m.decoder.branch_input(branch, m.latents[self.pool], None, m.centroids[self.pool])
+                self._fixed[branch] = (x, mlp.trunk_output(x))
+        x, h = self._fixed[branch]
+        return mlp.activation(x, trunk=h) if pos is None else mlp.activation(x[pos], trunk=h[pos])
 
     def _batch_positions(self, bsz: int) -> torch.Tensor:
         """Positions within the pool: uniform, or (``balanced``) the same number per lifted label."""
@@ -211,6 +238,11 @@ class Shaper:
         if pos.numel() == 0 and not (cfg.pixels > 0 and cfg.pixel_weight > 0):  # the view labels none of the pool
             return {"mi": zero, "reg": zero, "recon": zero}
         idx, nbr = self.pool[pos], self.pool[self.pool_knn[pos]]
+        keep = None
+        if cfg.smooth_within_labels and cfg.view_gaussians:  # this view's ids, compared within the view
+            here = self.view_labels[self.view_index[cam.name]]
+            keep = same_object_neighbours(here[idx], here[nbr], UNLABELLED)
+        smooth = cfg.lambda_reg > 0 and idx.numel() > 0  # a view may label none of the pool
         mi = torch.zeros((), device=self.device)
         if cfg.pixels > 0 and cfg.pixel_weight > 0:
             view = m.view_inputs(cam)
@@ -219,12 +251,12 @@ class Shaper:
             per_branch = [feats[:, k * width:(k + 1) * width] for k in range(len(self.branches))]
             mi = mi + cfg.pixel_weight * self._pixel_infonce(cam, feats, len(self.branches))
             batch = [a[idx] for a in per_branch]
-            neighbours = [a[nbr].detach() for a in per_branch]
+            targets = [NeighbourTargets.gather(F.normalize(a.detach(), dim=-1), nbr, keep) for a in per_branch] \
+                if smooth else []
         else:  # only the batch and its neighbours: touches the pool alone
-            view, nview = m.view_inputs(cam, idx), m.view_inputs(cam, nbr.reshape(-1))
-            batch = [m.activations(b, idx, view) for b in self.branches]
-            with torch.no_grad():
-                neighbours = [m.activations(b, nbr.reshape(-1), nview).reshape(*nbr.shape, -1) for b in self.branches]
+            batch = [self._pool_activations(b, cam, pos) for b in self.branches]
+            by_branch = self._neighbour_targets(cam, pos, keep) if smooth else {}
+            targets = [by_branch[b] for b in self.branches] if smooth else []
         self.touched[idx] = True
         if cfg.view_gaussians:
             v = self.view_index[cam.name]
@@ -232,16 +264,12 @@ class Shaper:
             has = lab != UNLABELLED
             if has.sum() > 1:
                 trusted = pair_consensus(self.view_labels[:, idx[has]], v) if cfg.consensus_pairs else None
+                pairs = ContrastivePairs.from_labels(lab[has], trusted)
                 for a in batch:
-                    mi = mi + supervised_infonce(a[has], lab[has], cfg.temperature, trusted)
+                    mi = mi + infonce(a[has], pairs, cfg.temperature)
         reg = torch.zeros((), device=self.device)
-        if cfg.lambda_reg > 0 and idx.numel() > 0:  # a view may label none of the pool
-            keep = None
-            if cfg.smooth_within_labels and cfg.view_gaussians:  # this view's ids, compared within the view
-                here = self.view_labels[self.view_index[cam.name]]
-                keep = same_object_neighbours(here[idx], here[nbr], UNLABELLED)
-            for a, na in zip(batch, neighbours):
-                reg = reg + knn_smoothness(a, na, keep)
+        for a, t in zip(batch, targets):
+            reg = reg + smoothness(a, t)
         rec = torch.zeros((), device=self.device)
         if not self.side and idx.numel() > 0:
             rec = self._recon(cam, idx, m.view_inputs(cam, idx))
@@ -297,8 +325,8 @@ class Shaper:
         pick = valid[torch.randperm(valid.numel(), generator=self.gen)[: cfg.pixels].to(self.device)]
         A = out.image.reshape(-1, feats.shape[1])[pick]
         lab = ids.reshape(-1)[pick]
-        width = feats.shape[1] // groups
-        return sum(supervised_infonce(A[:, k * width:(k + 1) * width], lab, cfg.temperature) for k in range(groups))
+        width, pairs = feats.shape[1] // groups, ContrastivePairs.from_labels(lab)
+        return sum(infonce(A[:, k * width:(k + 1) * width], pairs, cfg.temperature) for k in range(groups))
 
     def _recon(self, cam, idx, view) -> torch.Tensor:
         if self.cfg.recon == "photometric":
@@ -314,9 +342,10 @@ class Shaper:
         """Run the remaining stages: shaping, then (fine-tune mode) the repair pass."""
         cfg = self.cfg
         if self.stage == "shape":
-            run_stage(self._shape_step, start=self.step, total=cfg.iters, optimizers=[self.opt],
-                      desc=f"shaping ({cfg.association}, {cfg.objective})", progress=self.progress,
-                      checkpoint=self._checkpoint_at, checkpoint_every=cfg.checkpoint_every)
+            with self._gradients_only_for(self.opt):
+                run_stage(self._shape_step, start=self.step, total=cfg.iters, optimizers=[self.opt],
+                          desc=f"shaping ({cfg.association}, {cfg.objective})", progress=self.progress,
+                          checkpoint=self._checkpoint_at, checkpoint_every=cfg.checkpoint_every)
             self.stage, self.step = "repair", 0
             if self._repairs:
                 self.checkpoint()
@@ -329,6 +358,21 @@ class Shaper:
                 for p in self._frozen:
                     p.requires_grad_(True)
             self.stage, self.step = "done", 0
+
+    @contextlib.contextmanager
+    def _gradients_only_for(self, optimizer: torch.optim.Optimizer):
+        """Decoder parameters outside ``optimizer`` get no gradient while inside (the side channel
+        trains alone: the backward pass then stops at it instead of filling the fitted layers'
+        unused .grad, a third of a step); their requires_grad flags are restored on exit."""
+        trained = {id(p) for group in optimizer.param_groups for p in group["params"]}
+        others = [p for p in self.model.decoder.parameters() if id(p) not in trained and p.requires_grad]
+        for p in others:
+            p.requires_grad_(False)
+        try:
+            yield
+        finally:
+            for p in others:
+                p.requires_grad_(True)
 
     def _random_camera(self):
         return self.cams[int(torch.randint(len(self.cams), (1,), generator=self.gen))]
@@ -413,6 +457,7 @@ class Shaper:
         self._repair_state = state.optimizers.get("repair")
         self.stage, self.step = state.stage, state.step
         self.labels, self.pool, self.pool_knn = st["labels"], st["pool"], st["pool_knn"]
+        self._fixed = {}
         self.touched, self.lift_info, self.confidence = st["touched"], st["lift_info"], st["confidence"]
         if st.get("view_labels") is not None:
             self._set_view_labels(st["view_labels"])
