@@ -1,6 +1,6 @@
 """Two structgs jobs at once vs one after the other: the wall time of the pair, with PyTorch's
-default OpenMP waiting (threads spin) and with structgs's (passive waiting, threads from the
-affinity mask; structgs.utils.threads).
+default OpenMP waiting (threads spin), passive waiting, and structgs's default (passive after a
+brief spin, threads from the affinity mask; structgs.utils.threads).
 
     python benchmarks/concurrent_jobs.py [--gaussians 20000] [--steps 40]
 
@@ -26,13 +26,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from threads import WORKER  # noqa: E402
 
 
-def wall(count: int, passive: bool, gaussians: int, steps: int) -> float:
-    """Seconds until ``count`` jobs started together have all finished."""
-    env = dict(os.environ)
-    env.pop("OMP_NUM_THREADS", None)
-    env.pop("OMP_WAIT_POLICY", None)
-    if passive:
-        env["OMP_WAIT_POLICY"] = "PASSIVE"
+def wall(count: int, waiting: dict[str, str], gaussians: int, steps: int) -> float:
+    """Seconds until ``count`` jobs started together, with the OpenMP ``waiting`` variables, have
+    all finished."""
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    env.update(waiting)
     t = time.perf_counter()
     procs = [subprocess.Popen([sys.executable, "-c", WORKER, str(gaussians), str(steps), "auto"], env=env,
                               stdout=subprocess.DEVNULL) for _ in range(count)]
@@ -51,9 +49,13 @@ def main() -> None:
 
     print(f"{available_cores()} cores; two jobs of {args.steps + 5} decoder steps on {args.gaussians} Gaussians each")
     print(f"{'OpenMP waiting':<34} {'serial s':>9} {'together s':>11} {'together / serial':>18}")
-    for passive, label in ((False, "PyTorch default (threads spin)"), (True, "structgs default (passive)")):
-        serial = wall(1, passive, args.gaussians, args.steps) + wall(1, passive, args.gaussians, args.steps)
-        together = wall(2, passive, args.gaussians, args.steps)
+    from structgs.utils.threads import STRUCTGS_WAITING
+
+    rows = (({}, "PyTorch default (threads spin)"), ({"OMP_WAIT_POLICY": "PASSIVE"}, "passive"),
+            (dict(STRUCTGS_WAITING), "structgs default (" + " ".join(f"{k}={v}" for k, v in STRUCTGS_WAITING.items()) + ")"))
+    for waiting, label in rows:
+        serial = wall(1, waiting, args.gaussians, args.steps) + wall(1, waiting, args.gaussians, args.steps)
+        together = wall(2, waiting, args.gaussians, args.steps)
         print(f"{label:<34} {serial:>9.1f} {together:>11.1f} {together / serial:>17.2f}x", flush=True)
     print(f"RESULT concurrent_vs_serial {together / serial:.3f}")
 

@@ -1,6 +1,6 @@
 """Two structgs jobs on one machine: time per training step alone and side by side, with
-PyTorch's default OpenMP waiting (threads spin) and with structgs's (passive waiting, threads
-from the affinity mask; structgs.utils.threads).
+PyTorch's default OpenMP waiting (threads spin), passive waiting, and structgs's default
+(passive after a brief spin, threads from the affinity mask; structgs.utils.threads).
 
     python benchmarks/threads.py [--gaussians 20000] [--steps 40]
 
@@ -45,12 +45,9 @@ print(json.dumps({"median_s": times[len(times) // 2], "threads": threads,
 """
 
 
-def run_jobs(count: int, passive: bool, threads: str, gaussians: int, steps: int) -> list[dict]:
-    env = dict(os.environ)
-    env.pop("OMP_NUM_THREADS", None)
-    env.pop("OMP_WAIT_POLICY", None)
-    if passive:
-        env["OMP_WAIT_POLICY"] = "PASSIVE"
+def run_jobs(count: int, waiting: dict[str, str], threads: str, gaussians: int, steps: int) -> list[dict]:
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    env.update(waiting)
     procs = [subprocess.Popen([sys.executable, "-c", WORKER, str(gaussians), str(steps), threads], env=env,
                               stdout=subprocess.PIPE, text=True) for _ in range(count)]
     return [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
@@ -61,19 +58,21 @@ def main() -> None:
     ap.add_argument("--gaussians", type=int, default=20000)
     ap.add_argument("--steps", type=int, default=40)
     args = ap.parse_args()
-    from structgs.utils.threads import available_cores
+    from structgs.utils.threads import STRUCTGS_WAITING, available_cores
 
     print(f"{available_cores()} cores in this process's affinity mask; {args.gaussians} Gaussians, "
           f"{args.steps} steps per job")
     print(f"{'configuration':<48} {'jobs':>4} {'threads':>7} {'s/step (each job)':>20} {'slowdown':>9}")
     alone = {}
-    for passive, label in ((False, "PyTorch default (spinning waits)"), (True, "structgs default (passive waits)")):
+    rows = (("PyTorch default (spinning waits)", {}), ("passive waits", {"OMP_WAIT_POLICY": "PASSIVE"}),
+            ("structgs default (passive after a brief spin)", dict(STRUCTGS_WAITING)))
+    for label, waiting in rows:
         for count, threads in ((1, "auto"), (2, "auto"), (2, "1")):
-            res = run_jobs(count, passive, threads, args.gaussians, args.steps)
+            res = run_jobs(count, waiting, threads, args.gaussians, args.steps)
             times = [r["median_s"] for r in res]
             if count == 1:
-                alone[passive] = times[0]
-            slow = max(times) / alone[passive]
+                alone[label] = times[0]
+            slow = max(times) / alone[label]
             print(f"{label:<48} {count:>4} {res[0]['threads']:>7} {' / '.join(f'{t:.4f}' for t in times):>20} "
                   f"{slow:>8.1f}x", flush=True)
 

@@ -133,7 +133,7 @@ def _train_options(
                                                        "them (default association tracked).")] = None,
     shaped_out: Annotated[Optional[Path], typer.Option(help="The shaped run (default: OUT-shaped).")] = None,
     association: Annotated[Association, typer.Option(help="How mask ids relate across views.")] = Association.tracked,
-    shape_iters: Annotated[int, typer.Option(help="Shaping steps.")] = 800,
+    shape_iters: Annotated[int, typer.Option(help="Shaping steps.")] = 300,
 ) -> None:
     """train's own options (the rest are fit's)."""
 
@@ -217,7 +217,7 @@ def shape(
     out: Annotated[Path, typer.Option(help="The shaped run to write.")],
     association: Annotated[Association, typer.Option(help="How mask ids relate across views.")] = Association.tracked,
     objective: Annotated[Objective, typer.Option(help="activation (ours) or jacobian (JacobiGS baseline).")] = Objective.activation,
-    iters: Annotated[int, typer.Option(help="Shaping steps.")] = 800,
+    iters: Annotated[int, typer.Option(help="Shaping steps.")] = 300,
     lambda_mi: Annotated[float, typer.Option(help="Weight of the InfoNCE term.")] = 1.0,
     lambda_reg: Annotated[float, typer.Option(help="Weight of the kNN smoothness term.")] = 1.0,
     tau: Annotated[Optional[float], typer.Option(help="InfoNCE temperature (default 0.1; 0.3 with --association none).")] = None,

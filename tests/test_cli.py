@@ -185,3 +185,29 @@ def test_help_shows_value_shapes_and_choices_not_python_types():
     for command in ("compare", "masks"):  # they take --pixel, not --mask
         assert "--mask " not in help_of(command) and "--pixel / --mask" not in help_of(command)
     assert "fits the decoder" in help_of("demo") and "shapes it" in help_of("demo")
+
+
+def test_shape_options_default_to_the_config():
+    """`structgs shape` (and the demo's and train's shaping steps) repeat ShapeConfig's defaults
+    as typer options; they must not drift apart."""
+    import dataclasses
+    import enum
+
+    import typer.main
+
+    from structgs.cli import app
+    from structgs.shaping.config import ShapeConfig
+
+    defaults = {f.name: f.default for f in dataclasses.fields(ShapeConfig)}
+    command = typer.main.get_command(app)
+    checked = 0
+    for name in ("shape", "demo", "train"):
+        for param in command.commands[name].params:
+            key = "iters" if param.name == "shape_iters" else param.name
+            if key not in defaults or name != "shape" and key != "iters":
+                continue
+            value = param.default.value if isinstance(param.default, enum.Enum) else param.default
+            want = list(defaults[key]) if isinstance(defaults[key], tuple) else defaults[key]
+            assert value == want or (value in (None, []) and want in ((), [])), (name, param.name, value, want)
+            checked += 1
+    assert checked >= 15
