@@ -1,7 +1,7 @@
 """Segmentation on SAM-like masks: shaped (tracker-free and overlap) and voting, swept over noise.
 
     python benchmarks/noise.py --run outputs/demo/fitted [--workdir /tmp/structgs-noise]
-        [--levels clean default ...] [--iters 800] [--one-object]
+        [--levels clean default ...] [--iters 300] [--one-object]
 
 The built-in scene's ground-truth masks are corrupted per view (structgs.data.mask_noise:
 merges with a touching mask, splits by a line, boundaries dilated or eroded, boundary
@@ -229,17 +229,21 @@ def main() -> None:
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/structgs-noise"))
     ap.add_argument("--levels", nargs="+", default=list(LEVELS), choices=list(LEVELS))
     ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
-    ap.add_argument("--iters", type=int, default=800, help="shaping steps")
+    ap.add_argument("--iters", type=int, default=None, help="shaping steps (default: ShapeConfig's)")
     ap.add_argument("--one-object", action="store_true", help="also the click flow's one-object masks, every object")
     args = ap.parse_args()
     import torch
 
+    from structgs.shaping.config import ShapeConfig
     from structgs.utils.io import write_json
+
+    if args.iters is None:
+        args.iters = ShapeConfig().iters
 
     torch.set_num_threads(2)
     args.workdir.mkdir(parents=True, exist_ok=True)
     from structgs.model import SceneModel
-    from structgs.pipeline.render_views import run_dataset
+    from structgs.pipeline.runs import run_dataset
 
     scene = run_dataset(SceneModel.from_pretrained(args.run, "cpu"), None).root
     path = args.workdir / "results.json"
