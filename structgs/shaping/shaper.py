@@ -200,7 +200,8 @@ class Shaper:
         """(B, D) activations of the pool Gaussians at positions ``pos`` (None: the whole pool), seen
         from ``cam``. With the side channel, a branch that does not take the view has fixed inputs
         and a fixed trunk output (only the channel trains): both are computed once for the pool and
-        only the channel runs per step (at most 2 x 4 x 150k floats per branch at 1M Gaussians)."""
+        only the channel runs per step (input + trunk width floats per pool Gaussian and branch: about
+        0.5 GB for four branches at 1M Gaussians, whose pool is 150k)."""
         m = self.model
         if not self.side or m.decoder.config.takes_view(branch):
             idx = self.pool if pos is None else self.pool[pos]
