@@ -60,7 +60,8 @@ def server(tracked, small_scene_dir, tmp_path):
     exports = tmp_path / "exports"
     proc = subprocess.Popen([sys.executable, "-m", "structgs.cli", "view", str(tracked[0]), "--port", "0",
                              "--exports", str(exports), "--masks", str(small_scene_dir / "masks")],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "PYTHONFAULTHANDLER": "1"})  # SIGABRT dumps every thread
     lines: queue.Queue = queue.Queue()
     threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True).start()
     url, log, deadline = None, [], time.monotonic() + 180
@@ -74,7 +75,17 @@ def server(tracked, small_scene_dir, tmp_path):
     assert url is not None, "".join(log)
     yield url, exports
     proc.send_signal(signal.SIGINT)
-    assert proc.wait(timeout=30) == 0, "Ctrl-C did not stop the server cleanly"
+    try:
+        code = proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:  # say where it hangs: the threads' stacks, and how SIGINT is handled here
+        proc.send_signal(signal.SIGABRT)
+        proc.wait(timeout=30)
+        time.sleep(1)
+        while not lines.empty():
+            log.append(lines.get())
+        code = None
+    assert code == 0, (f"Ctrl-C did not stop the server cleanly (exit {code}; SIGINT in the test process: "
+                       f"{signal.getsignal(signal.SIGINT)}):\n" + "".join(log[-200:]))
 
 
 def _browser_camera(camera: Camera) -> Camera:
