@@ -281,24 +281,6 @@ class Viewer:
             executor = getattr(self.server, "_thread_executor", None)
             if executor is not None:
                 executor.shutdown(wait=False, cancel_futures=True)
-            # and the process ends within STOP_GRACE_S even if a running callback or the
-            # interpreter's shutdown does not (every file it writes is written atomically)
-            watchdog = threading.Timer(STOP_GRACE_S, _exit_now)
-            watchdog.daemon = True
-            watchdog.start()
-
-
-STOP_GRACE_S = 10.0
-"""Seconds the viewer may take to wind down after Ctrl-C before it exits regardless."""
-
-
-def _exit_now() -> None:
-    import os
-    import sys
-
-    sys.stderr.write(f"structgs view: still busy {STOP_GRACE_S:.0f} s after Ctrl-C; exiting now\n")
-    sys.stderr.flush()
-    os._exit(0)
 
 
 def _achieved(rec) -> str:
