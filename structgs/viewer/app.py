@@ -275,12 +275,6 @@ class Viewer:
             pass
         finally:
             self.server.stop()
-            # viser runs callbacks on a thread pool that the interpreter joins at exit: without
-            # this, clicks and camera moves still queued at Ctrl-C would each run first (seen
-            # once as a server that took over 30 s to stop under load)
-            executor = getattr(self.server, "_thread_executor", None)
-            if executor is not None:
-                executor.shutdown(wait=False, cancel_futures=True)
 
 
 def _achieved(rec) -> str:
