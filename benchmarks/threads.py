@@ -1,6 +1,6 @@
 """Two structgs jobs on one machine: time per training step alone and side by side, with
-PyTorch's default OpenMP waiting (threads spin), passive waiting, and structgs's default
-(passive after a brief spin, threads from the affinity mask; structgs.utils.threads).
+PyTorch's default OpenMP waiting (threads spin), structgs's default (passive waiting, threads
+from the affinity mask; structgs.utils.threads) and the opt-in brief spin (GOMP_SPINCOUNT).
 
     python benchmarks/threads.py [--gaussians 20000] [--steps 40]
 
@@ -45,9 +45,22 @@ print(json.dumps({"median_s": times[len(times) // 2], "threads": threads,
 """
 
 
-def run_jobs(count: int, waiting: dict[str, str], threads: str, gaussians: int, steps: int) -> list[dict]:
+def waiting_env(waiting: dict[str, str]) -> dict[str, str]:
+    """This environment without any OpenMP thread or waiting setting, plus ``waiting``."""
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
-    env.update(waiting)
+    return {**env, **waiting}
+
+
+def waiting_rows() -> tuple[tuple[str, dict[str, str]], ...]:
+    """The OpenMP waiting settings compared: PyTorch's, structgs's default, and the opt-in brief spin."""
+    from structgs.utils.threads import STRUCTGS_WAITING
+
+    return (("PyTorch default (spinning waits)", {}), ("structgs default (passive waits)", dict(STRUCTGS_WAITING)),
+            ("opt-in: passive after a brief spin", {**STRUCTGS_WAITING, "GOMP_SPINCOUNT": "10000"}))
+
+
+def run_jobs(count: int, waiting: dict[str, str], threads: str, gaussians: int, steps: int) -> list[dict]:
+    env = waiting_env(waiting)
     procs = [subprocess.Popen([sys.executable, "-c", WORKER, str(gaussians), str(steps), threads], env=env,
                               stdout=subprocess.PIPE, text=True) for _ in range(count)]
     return [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
@@ -58,15 +71,13 @@ def main() -> None:
     ap.add_argument("--gaussians", type=int, default=20000)
     ap.add_argument("--steps", type=int, default=40)
     args = ap.parse_args()
-    from structgs.utils.threads import STRUCTGS_WAITING, available_cores
+    from structgs.utils.threads import available_cores
 
     print(f"{available_cores()} cores in this process's affinity mask; {args.gaussians} Gaussians, "
           f"{args.steps} steps per job")
     print(f"{'configuration':<48} {'jobs':>4} {'threads':>7} {'s/step (each job)':>20} {'slowdown':>9}")
     alone = {}
-    rows = (("PyTorch default (spinning waits)", {}), ("passive waits", {"OMP_WAIT_POLICY": "PASSIVE"}),
-            ("structgs default (passive after a brief spin)", dict(STRUCTGS_WAITING)))
-    for label, waiting in rows:
+    for label, waiting in waiting_rows():
         for count, threads in ((1, "auto"), (2, "auto"), (2, "1")):
             res = run_jobs(count, waiting, threads, args.gaussians, args.steps)
             times = [r["median_s"] for r in res]
