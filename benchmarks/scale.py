@@ -95,6 +95,10 @@ def main() -> None:
     ap.add_argument("--resolution", type=int, default=512)
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/structgs-scale"))
     args = ap.parse_args()
+    bad = [n for n in args.gaussians if not 2000 <= n <= 200_000]
+    if bad or args.resolution < 16:
+        raise SystemExit(f"--gaussians must be 2000..200000 (the built-in scene's range), got {bad}" if bad else
+                         f"--resolution must be >= 16, got {args.resolution}")
     if shutil.which(TIME) is None:
         raise SystemExit(f"benchmarks/scale.py measures peak memory with {TIME}, which is not installed")
     results = {n: run_size(n, args.resolution, args.workdir) for n in sorted(args.gaussians)}
