@@ -14,11 +14,6 @@ import torch
 import torch.nn.functional as F
 
 
-def cosine_matrix(x: torch.Tensor) -> torch.Tensor:
-    x = F.normalize(x, dim=-1, eps=1e-8)
-    return x @ x.T
-
-
 MIN_TAU = 0.02
 """Smallest InfoNCE temperature: the loss shifts logits by 1/tau (so exp cannot overflow), and
 a negative's term exp(-1/tau) must stay a normal float32."""
