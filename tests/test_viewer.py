@@ -85,7 +85,8 @@ def server(tracked, small_scene_dir, tmp_path):
             log.append(lines.get())
         code = None
     assert code == 0, (f"Ctrl-C did not stop the server cleanly (exit {code}; SIGINT in the test process: "
-                       f"{signal.getsignal(signal.SIGINT)}):\n" + "".join(log[-200:]))
+                       f"{signal.getsignal(signal.SIGINT)}, blocked signals {signal.pthread_sigmask(signal.SIG_BLOCK, [])}):\n"
+                       + "".join(log[-200:]))
 
 
 def _browser_camera(camera: Camera) -> Camera:
