@@ -54,6 +54,12 @@ def _chromium() -> str:
     return path
 
 
+def _as_from_a_terminal() -> None:
+    """Ctrl-C at its default in the child, whatever the test run inherited: a suite started with
+    `&` from a script runs with SIGINT ignored, and a child keeps that (stop 24's teardown hang)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.fixture
 def server(tracked, small_scene_dir, tmp_path):
     """`structgs view` on the small shaped scene, on a free port; stopped by Ctrl-C (SIGINT)."""
@@ -61,7 +67,8 @@ def server(tracked, small_scene_dir, tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "structgs.cli", "view", str(tracked[0]), "--port", "0",
                              "--exports", str(exports), "--masks", str(small_scene_dir / "masks")],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "PYTHONFAULTHANDLER": "1"})  # SIGABRT dumps every thread
+                            env={**os.environ, "PYTHONFAULTHANDLER": "1"},  # SIGABRT dumps every thread
+                            preexec_fn=_as_from_a_terminal)
     lines: queue.Queue = queue.Queue()
     threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True).start()
     url, log, deadline = None, [], time.monotonic() + 180
@@ -319,3 +326,30 @@ def test_view_refuses_bad_input_in_one_line(fitted_small_run, tracked, tmp_path)
     r = view(tracked[0], "--exports", tmp_path / "a-file")
     assert r.returncode == 2 and "--exports" in r.stderr and "is a file, not a directory" in r.stderr
     assert (tmp_path / "a-file").read_text() == "x"
+
+
+_WAITER = ("from structgs.viewer.app import wait_for_stop; print('waiting', flush=True); "
+           "wait_for_stop(lambda: print('stopped cleanly', flush=True))")
+
+
+@pytest.mark.parametrize("sigint, stop_with", [(signal.SIG_DFL, signal.SIGINT), (signal.SIG_IGN, signal.SIGTERM)],
+                         ids=["ctrl-c", "kill-with-ctrl-c-ignored"])
+def test_the_viewer_stops_cleanly_on_ctrl_c_or_sigterm(sigint, stop_with):
+    """What `structgs view` waits in: Ctrl-C stops it cleanly; so does SIGTERM (`kill PID`, docker
+    stop), also when the parent ignores SIGINT (`structgs view ... &` from a script), where Ctrl-C
+    stays ignored as the shell asked."""
+    proc = subprocess.Popen([sys.executable, "-c", _WAITER], stdout=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, sigint))
+    try:
+        assert proc.stdout.readline().strip() == "waiting"
+        time.sleep(1.0)  # into the wait, its SIGTERM handler set
+        if sigint == signal.SIG_IGN:
+            proc.send_signal(signal.SIGINT)
+            time.sleep(1.0)
+            assert proc.poll() is None, "an ignored Ctrl-C stopped the viewer"
+        proc.send_signal(stop_with)
+        assert proc.wait(timeout=20) == 0
+        assert proc.stdout.read().strip() == "stopped cleanly"
+    finally:
+        proc.kill()
+        proc.wait()

@@ -10,11 +10,13 @@ notebook uses; the viewer adds only the server, the panel and the files it write
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -267,14 +269,33 @@ class Viewer:
 
     # --- serving ----------------------------------------------------------------------------
     def serve_forever(self) -> None:
-        """Serve until Ctrl-C, then stop the server cleanly."""
-        try:
-            while True:
-                time.sleep(0.5)
-        except KeyboardInterrupt:
-            pass
-        finally:
-            self.server.stop()
+        """Serve until Ctrl-C or SIGTERM, then stop the server cleanly."""
+        wait_for_stop(self.server.stop)
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def wait_for_stop(stop: Callable[[], None]) -> None:
+    """Block until Ctrl-C (SIGINT) or SIGTERM, then call ``stop``.
+
+    SIGTERM (``kill PID``, ``docker stop``, service managers) gets the same clean stop as
+    Ctrl-C, from the main thread; elsewhere only Ctrl-C can reach it. A SIGINT that the parent
+    ignores (a job started with ``&`` from a script) stays ignored, as the shell asked: stop
+    such a viewer with ``kill PID``.
+    """
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _interrupt) if main else None
+    try:
+        while True:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if previous is not None:  # None: a handler not set from Python, which cannot be restored
+            signal.signal(signal.SIGTERM, previous)
+        stop()
 
 
 def _achieved(rec) -> str:
