@@ -1,6 +1,6 @@
 """Two structgs jobs at once vs one after the other: the wall time of the pair, with PyTorch's
-default OpenMP waiting (threads spin), structgs's default (passive waiting, threads from the
-affinity mask; structgs.utils.threads) and the opt-in brief spin (GOMP_SPINCOUNT).
+default OpenMP waiting (threads spin), plain passive waiting, and structgs's default (passive
+after a brief spin, threads from the affinity mask; structgs.utils.threads).
 
     python benchmarks/concurrent_jobs.py [--gaussians 20000] [--steps 40]
 
@@ -46,11 +46,11 @@ def main() -> None:
     from structgs.utils.threads import available_cores
 
     print(f"{available_cores()} cores; two jobs of {args.steps + 5} decoder steps on {args.gaussians} Gaussians each")
-    print(f"{'OpenMP waiting':<34} {'serial s':>9} {'together s':>11} {'together / serial':>18}")
+    print(f"{'OpenMP waiting':<46} {'serial s':>9} {'together s':>11} {'together / serial':>18}")
     for label, waiting in waiting_rows():
         serial = wall(1, waiting, args.gaussians, args.steps) + wall(1, waiting, args.gaussians, args.steps)
         together = wall(2, waiting, args.gaussians, args.steps)
-        print(f"{label:<34} {serial:>9.1f} {together:>11.1f} {together / serial:>17.2f}x", flush=True)
+        print(f"{label:<46} {serial:>9.1f} {together:>11.1f} {together / serial:>17.2f}x", flush=True)
         if label.startswith("structgs default"):
             result = together / serial
     print(f"RESULT concurrent_vs_serial {result:.3f}")

