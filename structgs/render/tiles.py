@@ -16,6 +16,7 @@ from structgs.render.projection import TILE_SIZE, tile_rects
 PIXELS_PER_TILE = TILE_SIZE * TILE_SIZE
 ALPHA_MIN = 1.0 / 255.0
 T_STOP = 1e-4
+SIGMA_SKIP = 20.0  # exp(-20) = 2e-9: far below ALPHA_MIN for any opacity <= 1
 # Elements (tiles x pixels x chunk) per step; bounds the memory of one chunk (~10 live tensors).
 DEFAULT_CHUNK_BUDGET = 1 << 20
 
@@ -110,27 +111,36 @@ def chunk_ids(plan: TilePlan, tiles: torch.Tensor, pos: int, size: int) -> tuple
 
 
 def _alphas(pixel_xy, means2d, conics, opacities, exists, alpha_clamp):
-    d = pixel_xy[:, :, None, :] - means2d[:, None, :, :]
-    dx, dy = d[..., 0], d[..., 1]
+    """alpha = min(clamp, o exp(-sigma)), sigma = a dx^2 / 2 + b dx dy + c dy^2 / 2, per (tile, pixel,
+    Gaussian); skipped entries 0. Also returns the unclamped o exp(-sigma) and the offsets
+    dx, dy, all (A, P, C) and contiguous (strided operands slow every elementwise op)."""
+    dx = pixel_xy[:, :, None, 0] - means2d[:, None, :, 0]
+    dy = pixel_xy[:, :, None, 1] - means2d[:, None, :, 1]
     a, b, c = conics[:, None, :, 0], conics[:, None, :, 1], conics[:, None, :, 2]
-    sigma = 0.5 * (a * dx * dx + c * dy * dy) + b * dx * dy
-    gauss = opacities[:, None, :] * torch.exp(-sigma)
-    keep = (sigma >= 0) & (gauss >= ALPHA_MIN) & exists[:, None, :]
-    alpha = torch.where(keep, gauss.clamp(max=alpha_clamp), torch.zeros_like(gauss))
+    sigma = (dx * (0.5 * a)).addcmul_(dy, b).mul_(dx).addcmul_(dy * (0.5 * c), dy)
+    # Clamped: exp of arguments below ~-88 (float32 underflow) runs ~40x slower on CPU, and any
+    # sigma > ln(255) already gives alpha < 1/255 (opacity <= 1), which is skipped.
+    opacities = torch.where(exists, opacities, 0.0)  # padding entries: alpha 0, skipped
+    gauss = torch.exp(sigma.clamp(max=SIGMA_SKIP).neg_()).mul_(opacities[:, None, :])
+    keep = (sigma >= 0) & (gauss >= ALPHA_MIN)
+    alpha = torch.where(keep, gauss.clamp(max=alpha_clamp), 0.0)
     return alpha, gauss, dx, dy
 
 
 def _transmittance(alpha, transmittance_in, done_in):
-    """Relative transmittances (T / T_in) before each Gaussian, inclusion mask, and the outputs."""
-    one_minus = 1.0 - alpha
-    t_incl_rel = torch.cumprod(one_minus, dim=-1)
-    # A pixel stops (exclusively) at the first Gaussian that would take T to <= 1e-4.
-    include = (transmittance_in[..., None] * t_incl_rel > T_STOP) & ~done_in[..., None]
-    one_minus = torch.where(include, one_minus, torch.ones_like(one_minus))
-    t_rel = torch.cumprod(one_minus, dim=-1)  # inclusive, included Gaussians only
-    t_excl_rel = torch.cat([torch.ones_like(t_rel[..., :1]), t_rel[..., :-1]], dim=-1)
+    """Relative transmittances (T / T_in) before each Gaussian, inclusion mask, and the outputs.
+
+    A pixel stops (exclusively) at the first Gaussian that would take T to <= 1e-4, as in
+    gsplat. T only falls along the chunk, so the included Gaussians are a prefix and the
+    transmittance before each of them is the plain running product: one cumprod.
+    """
+    t_incl_rel = torch.cumprod(1.0 - alpha, dim=-1)
+    live_in = torch.where(done_in, 0.0, transmittance_in)  # a stopped pixel takes nothing more
+    include = live_in[..., None] * t_incl_rel > T_STOP
+    t_before = torch.cat([torch.ones_like(t_incl_rel[..., :1]), t_incl_rel], dim=-1)  # (A, P, C + 1)
+    t_out_rel = t_before.gather(-1, include.sum(-1, keepdim=True))[..., 0]  # after the last included
     done_out = done_in | (transmittance_in * t_incl_rel[..., -1] <= T_STOP)
-    return t_excl_rel, include, t_rel[..., -1], done_out
+    return t_before[..., :-1], include, t_out_rel, done_out
 
 
 def blend_weights(pixel_xy: torch.Tensor, means2d: torch.Tensor, conics: torch.Tensor, opacities: torch.Tensor,
@@ -143,7 +153,7 @@ def blend_weights(pixel_xy: torch.Tensor, means2d: torch.Tensor, conics: torch.T
     """
     alpha, _, _, _ = _alphas(pixel_xy, means2d, conics, opacities, exists, alpha_clamp)
     t_excl_rel, include, t_out_rel, done_out = _transmittance(alpha, transmittance_in, done_in)
-    w = torch.where(include, alpha * t_excl_rel, torch.zeros_like(alpha)) * transmittance_in[..., None]
+    w = torch.where(include, (alpha * t_excl_rel).mul_(transmittance_in[..., None]), 0.0)
     return w, transmittance_in * t_out_rel, done_out
 
 
@@ -159,7 +169,7 @@ def blend_backward(pixel_xy, means2d, conics, opacities, features, exists, trans
     """
     alpha, gauss, dx, dy = _alphas(pixel_xy, means2d, conics, opacities, exists, alpha_clamp)
     t_excl_rel, include, t_out_rel, _ = _transmittance(alpha, transmittance_in, done_in)
-    alpha = torch.where(include, alpha, torch.zeros_like(alpha))
+    alpha = torch.where(include, alpha, 0.0)
     w_rel = alpha * t_excl_rel  # w / T_in
     t_in = transmittance_in[..., None]
     grad_f = torch.einsum("apc,apf->acf", w_rel * t_in, grad_out)
@@ -171,14 +181,15 @@ def blend_backward(pixel_xy, means2d, conics, opacities, features, exists, trans
     grad_alpha = t_in * (gw * t_excl_rel - (tail + final) / (1.0 - alpha))
     # alpha = o * exp(-sigma) where included and not clamped
     free = include & (alpha > 0) & (gauss < alpha_clamp)
-    g_gauss = torch.where(free, grad_alpha, torch.zeros_like(grad_alpha))
-    grad_o = (g_gauss * (gauss / opacities[:, None, :].clamp_min(1e-30))).sum(1)
-    g_sigma = -g_gauss * gauss
-    a, b, c = conics[:, None, :, 0], conics[:, None, :, 1], conics[:, None, :, 2]
-    grad_conic = torch.stack([(0.5 * g_sigma * dx * dx).sum(1), (g_sigma * dx * dy).sum(1),
-                              (0.5 * g_sigma * dy * dy).sum(1)], -1)
-    # dx = px - mx: dsigma/dmx = -(a dx + b dy), dsigma/dmy = -(b dx + c dy)
-    grad_m = torch.stack([-(g_sigma * (a * dx + b * dy)).sum(1), -(g_sigma * (b * dx + c * dy)).sum(1)], -1)
+    g_sigma = torch.where(free, grad_alpha, 0.0).mul_(gauss).neg_()  # dL/dsigma = -dL/dalpha * alpha
+    grad_o = -g_sigma.sum(1) / opacities.clamp_min(1e-30)  # dalpha/do = alpha / o
+    gs_dx, gs_dy = g_sigma * dx, g_sigma * dy
+    grad_conic = torch.stack([0.5 * (gs_dx * dx).sum(1), (gs_dx * dy).sum(1), 0.5 * (gs_dy * dy).sum(1)], -1)
+    # dx = px - mx: dsigma/dmx = -(a dx + b dy), dsigma/dmy = -(b dx + c dy); a, b, c are constant
+    # over the pixels, so the pixel sums come first
+    sx, sy = gs_dx.sum(1), gs_dy.sum(1)
+    a, b, c = conics[..., 0], conics[..., 1], conics[..., 2]
+    grad_m = torch.stack([-(a * sx + b * sy), -(b * sx + c * sy)], -1)
     return grad_m, grad_conic, grad_o, grad_f, grad_t_in
 
 
