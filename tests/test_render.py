@@ -4,7 +4,7 @@ import pytest
 import torch
 from helpers import make_camera, random_gaussians
 
-from structgs.render import contributions, rasterize
+from structgs.render import contributions, rasterize, torch_backend
 from structgs.render.reference import rasterize_naive
 
 SCENES = {
@@ -139,3 +139,45 @@ def test_gsplat_matches_torch_backend():
     assert (fast.alpha - ref.alpha).abs().max() < 1e-4
     for a, b in zip(ins2, ref_grads):
         assert torch.allclose(a.grad, b, atol=1e-3, rtol=1e-2)
+
+
+def _render_with_grads(compile_kernels: bool):
+    """A scene where the early stop and the clamp are active, its image/alpha/depth and gradients."""
+    m, q, s, o, c = (t.float().requires_grad_() for t in random_gaussians(**SCENES["saturating"]))
+    out = rasterize(m, q, s, o, c, make_camera(), backend="torch", chunk_budget=256 * 20,
+                    compile_kernels=compile_kernels)
+    weights = torch.linspace(0.5, 1.5, 3)
+    (out.image * weights).sum().add(out.alpha.sum()).add(out.depth.sum()).backward()
+    return [out.image, out.alpha, out.depth] + [t.grad for t in (m, q, s, o, c)]
+
+
+def test_compile_failure_falls_back_to_the_eager_kernels_with_a_warning(monkeypatch, caplog):
+    """torch.compile fails only when a kernel first runs (no C++ compiler, say): the render and its
+    gradients are then the eager ones, and a warning says so once."""
+    def broken_compile(fn, **kwargs):
+        def run(*args):
+            raise RuntimeError("InductorError: no C++ compiler found\n(the toolchain's long message)")
+        return run
+
+    monkeypatch.setattr(torch_backend, "_COMPILED", {})
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    with caplog.at_level("WARNING", logger="structgs"):
+        fallback = _render_with_grads(compile_kernels=True)
+        again = _render_with_grads(compile_kernels=True)
+    eager = _render_with_grads(compile_kernels=False)
+    for a, b, c in zip(fallback, again, eager):
+        assert torch.equal(a, b) and torch.equal(a, c)
+    warnings = [r.getMessage() for r in caplog.records if "torch.compile" in r.getMessage()]
+    assert len(warnings) == 1 and "no C++ compiler found" in warnings[0] and "using the eager kernels" in warnings[0]
+
+
+@pytest.mark.slow
+def test_compiled_kernels_match_the_eager_ones(monkeypatch):
+    """The opt-in compiled kernels (~30 s to compile on a cold cache) give the eager render and
+    gradients to float32 rounding."""
+    monkeypatch.setattr(torch_backend, "_COMPILED", {})
+    compiled = _render_with_grads(compile_kernels=True)
+    assert not torch_backend._COMPILED.get("failed"), "torch.compile failed here: the compiled path was not tested"
+    eager = _render_with_grads(compile_kernels=False)
+    for a, b in zip(compiled, eager):
+        assert (a - b).abs().max() <= 1e-5 * (1 + b.abs().max())
