@@ -4,8 +4,9 @@
     python benchmarks/render.py --sizes 30000 --resolutions 128 --compile
     python benchmarks/render.py --sizes 20000 --resolutions 128 [--compile]   # RESULT render_vs_floor
 
-Each configuration runs in its own process so that peak memory (CPU: peak RSS above the
-process's baseline; CUDA: torch.cuda.max_memory_allocated) is its own. Times are medians.
+Threading as the CLI sets it (structgs.utils.threads). Each configuration runs in its own
+process so that peak memory (CPU: peak RSS above the process's baseline; CUDA:
+torch.cuda.max_memory_allocated) is its own. Times are medians.
 """
 
 from __future__ import annotations
@@ -82,7 +83,11 @@ def main() -> None:
     ap.add_argument("--compile", action="store_true", help="torch backend: torch.compile the chunk kernels")
     ap.add_argument("--one", type=str, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.one:
+    if args.one:  # as the CLI runs: OpenMP waiting and threads set before torch starts
+        from structgs.utils.threads import configure_threads, prefer_passive_waiting
+
+        prefer_passive_waiting()
+        configure_threads(None)
         n, res, backend, device = args.one.split(",")
         print(json.dumps(run_one(int(n), int(res), backend, device, args.repeats, args.compile)))
         return

@@ -97,6 +97,8 @@ def fit(
     downscale: Annotated[float, typer.Option(help="Image downscale factor.")] = 1.0,
     background: Annotated[tuple[float, float, float], typer.Option(metavar="R G B", help="Background RGB.")] = (1.0, 1.0, 1.0),
     backend: Annotated[BackendChoice, typer.Option(help="Rasterizer backend.")] = BackendChoice.auto,
+    compile_rasterizer: Annotated[bool, typer.Option(help="Stage 2, torch backend: compile the rasterizer's kernels "
+                                                          "(~1.6x faster steps after ~30 s of compiling).")] = False,
     decoder_backend: Annotated[Optional[DecoderBackend], typer.Option(help="Decoder MLPs: torch (reference) or tcnn (tinycudann, CUDA).")] = None,
     hidden_width: Annotated[Optional[int], typer.Option(help="Decoder hidden width (default 128; tcnn: 16/32/64/128).")] = None,
     device: Annotated[DeviceChoice, typer.Option(help="Where to compute.")] = DeviceChoice.auto,
@@ -106,7 +108,7 @@ def fit(
 
 
 def _fit(data, out, ply, init, stage1_iters, stage2_iters, init_points, checkpoint_every, resume, seed, downscale,
-         background, backend, decoder_backend, hidden_width, device) -> dict:
+         background, backend, compile_rasterizer, decoder_backend, hidden_width, device) -> dict:
     """``fit``'s options -> FitConfig -> ``pipeline.fit.fit_run`` (shared by ``fit`` and ``train``)."""
     from dataclasses import replace
 
@@ -121,7 +123,7 @@ def _fit(data, out, ply, init, stage1_iters, stage2_iters, init_points, checkpoi
         dec = replace(dec, hidden_width=hidden_width)
     cfg = FitConfig(stage1_iters=stage1_iters, stage2_iters=stage2_iters, init_points=init_points,
                     checkpoint_every=checkpoint_every, seed=seed, downscale=downscale, background=background,
-                    backend=backend.value, decoder=dec)
+                    backend=backend.value, compile_rasterizer=compile_rasterizer, decoder=dec)
     report = fit_run(data, out, ply=ply, init=init, config=cfg, resume=resume, device=device.value)
     typer.echo(f"fitted {out}: test PSNR {report['psnr_fitted']:.2f} dB"
                + (f" (input PLY {report['psnr_input_ply']:.2f} dB)" if "psnr_input_ply" in report else ""))

@@ -189,7 +189,7 @@ class Fitter:
     def _stage2_step(self, step: int) -> dict[str, Any]:
         m, opt = self.model, self.optimizers["stage2"]
         cam = self._random_camera()
-        out = m.render(cam, background=self.bg, backend=self.cfg.backend)
+        out = m.render(cam, background=self.bg, backend=self.cfg.backend, compile_kernels=self.cfg.compile_rasterizer)
         target = self._images[cam.name]
         loss = photometric_loss(out.image, target, self.cfg.ssim_weight)
         if self.strategy is not None:
