@@ -151,17 +151,27 @@ class AttributeDecoder(nn.Module):
                            centroids: torch.Tensor | None = None) -> BranchActivations:
         return self._branch(branch).forward_with_activations(self.branch_input(branch, latents, view, centroids))
 
+    def branch_output_from_activations(self, branch: str, activations: torch.Tensor) -> torch.Tensor:
+        """``branch``'s activated output from the activations entering its perturbable layer
+        (:meth:`activations`): the same operations as :meth:`forward` from there on."""
+        return activate(branch, self._branch(branch).from_activation(activations), self.config.scale_log_range)
+
     def output_deltas(self, branch: str, latents: torch.Tensor, channel: int, view: torch.Tensor | None = None,
-                      centroids: torch.Tensor | None = None):
+                      centroids: torch.Tensor | None = None, activations: torch.Tensor | None = None):
         """(delta, a): delta_i = d y_i[channel] / d z_i and a_i, so J_i = delta_i a_i^T.
 
         y is the *activated* output of the branch. Each Gaussian's output depends only on its
         own z, so the gradient of the batch sum gives every delta_i in one backward pass.
+        ``activations``: :meth:`activations` of these inputs, if already known (they do not
+        change when the perturbable layer does).
         """
         mlp = self._branch(branch)
         with torch.enable_grad():
-            x = self.branch_input(branch, latents.detach(), None if view is None else view.detach(), centroids)
-            a = mlp.activation(x).detach()
+            if activations is None:
+                x = self.branch_input(branch, latents.detach(), None if view is None else view.detach(), centroids)
+                a = mlp.activation(x).detach()
+            else:
+                a = activations.detach()
             z = nn.functional.linear(a, mlp.perturbable.weight.detach(), mlp.perturbable.bias.detach())
             z.requires_grad_(True)
             y = activate(branch, mlp.after_preact(z), self.config.scale_log_range)

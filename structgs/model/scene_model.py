@@ -193,13 +193,30 @@ class SceneModel(nn.Module):
         return self.decoder.activations(branch, lat.detach(), view, centroids=mu.detach())
 
     def output_deltas(self, branch: str, channel: int, index: torch.Tensor | None = None,
-                      view: torch.Tensor | None = None, camera: Camera | None = None):
-        """(delta, a) with J_i = delta_i a_i^T for output ``channel`` of ``branch`` (see the decoder)."""
+                      view: torch.Tensor | None = None, camera: Camera | None = None,
+                      activations: torch.Tensor | None = None):
+        """(delta, a) with J_i = delta_i a_i^T for output ``channel`` of ``branch`` (see the decoder);
+        ``activations``: :meth:`activations` of the same Gaussians and view, if already known."""
         if view is None and camera is not None:
             view = self.view_inputs(camera, index)
         lat = self.latents if index is None else self.latents[index]
         mu = self.centroids if index is None else self.centroids[index]
-        return self.decoder.output_deltas(branch, lat, channel, view, centroids=mu.detach())
+        return self.decoder.output_deltas(branch, lat, channel, view, centroids=mu.detach(), activations=activations)
+
+    def edited_branch_output(self, branch: str, activations: torch.Tensor,
+                             index: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, C) what :meth:`decode` gives for an edited branch -- color (C=3), opacity (C=1) or
+        motion (the offsets, C=3) -- overrides included, from the Gaussians' activations
+        entering its perturbable layer (:meth:`activations`), which edits never change."""
+        y = self.decoder.branch_output_from_activations(branch, activations)
+        ov = self.overrides
+        if branch == "opacity":
+            return (y * (ov.opacity if index is None else ov.opacity[index]))[:, None]
+        if branch == "color":
+            return ov.blend_color(y, index)
+        if branch == "motion":
+            return y + (ov.offset if index is None else ov.offset[index])
+        raise InputError(f"edits change color, opacity or motion, not '{branch}'")
 
     def render(self, camera: Camera, background: torch.Tensor | None = None, backend: str = "auto",
                **kwargs) -> RenderOutput:
