@@ -76,9 +76,20 @@ class DirectOverrides(nn.Module):
 
     def apply(self, opacity: torch.Tensor, color: torch.Tensor, offsets: torch.Tensor,
               index: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return (self.apply_to("opacity", opacity, index), self.apply_to("color", color, index),
+                self.apply_to("motion", offsets, index))
+
+    def apply_to(self, branch: str, decoded: torch.Tensor, index: torch.Tensor | None) -> torch.Tensor:
+        """The direct edits of one decoded attribute: opacity (B,), color (B, 3) or motion offsets (B, 3)."""
         def sel(t):
             return t if index is None else t[index]
-        return opacity * sel(self.opacity), self.blend_color(color, index), offsets + sel(self.offset)
+        if branch == "opacity":
+            return decoded * sel(self.opacity)
+        if branch == "color":
+            return self.blend_color(decoded, index)
+        if branch == "motion":
+            return decoded + sel(self.offset)
+        raise InputError(f"direct edits change color, opacity or motion, not '{branch}'")
 
     def blend_color(self, color: torch.Tensor, index: torch.Tensor | None) -> torch.Tensor:
         """``color`` where no direct colour edit applies, the edit's colour where one does."""
@@ -208,15 +219,10 @@ class SceneModel(nn.Module):
         """(B, C) what :meth:`decode` gives for an edited branch -- color (C=3), opacity (C=1) or
         motion (the offsets, C=3) -- overrides included, from the Gaussians' activations
         entering its perturbable layer (:meth:`activations`), which edits never change."""
-        y = self.decoder.branch_output_from_activations(branch, activations)
-        ov = self.overrides
-        if branch == "opacity":
-            return (y * (ov.opacity if index is None else ov.opacity[index]))[:, None]
-        if branch == "color":
-            return ov.blend_color(y, index)
-        if branch == "motion":
-            return y + (ov.offset if index is None else ov.offset[index])
-        raise InputError(f"edits change color, opacity or motion, not '{branch}'")
+        if branch not in ("color", "opacity", "motion"):
+            raise InputError(f"edits change color, opacity or motion, not '{branch}'")
+        y = self.overrides.apply_to(branch, self.decoder.branch_output_from_activations(branch, activations), index)
+        return y[:, None] if branch == "opacity" else y
 
     def render(self, camera: Camera, background: torch.Tensor | None = None, backend: str = "auto",
                **kwargs) -> RenderOutput:
