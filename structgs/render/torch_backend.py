@@ -29,7 +29,7 @@ def _kernels(compile_kernels: bool):
     """(blend_weights, blend_backward), optionally torch.compile'd (lazily, once per process).
 
     Compiling costs ~30 s on first use (~8 s with inductor's cache warm) and then makes forward
-    + backward ~1.7x faster on CPU (benchmarks/render.py). torch.compile fails only when a
+    + backward ~1.6x faster on CPU (benchmarks/render.py). torch.compile fails only when a
     kernel first runs (no C++ compiler, an unsupported platform): then this warns once and uses
     the eager kernels for the rest of the process.
     """
@@ -47,8 +47,9 @@ def _eager_on_failure(compiled, eager):
             try:
                 return compiled(*args)
             except Exception as e:  # the toolchain's error, whatever its type
+                first_line = (str(e).strip().splitlines() or [""])[0]
                 log.warning("torch.compile of the rasterizer's kernels failed (%s: %s); using the eager "
-                            "kernels", type(e).__name__, str(e).strip().splitlines()[0] if str(e).strip() else "")
+                            "kernels", type(e).__name__, first_line)
                 _COMPILED["failed"] = True
         return eager(*args)
 
