@@ -20,6 +20,10 @@ from tqdm import tqdm
 from structgs.render.api import contributions
 from structgs.render.projection import project
 
+EVERY_VIEW = dict(miniters=1, mininterval=0)
+"""Progress over views shows every view, the last included: views are few and each takes
+long enough (with the default 0.1 s interval a fast scan could end without showing n/n)."""
+
 METHODS = ("voting", "projection", "binary")
 
 
@@ -34,7 +38,7 @@ def vote(model, cameras, target_masks: list[torch.Tensor], method: str = "voting
         raise ValueError("vote needs one target mask per camera (and at least one camera)")
     votes = torch.zeros(model.num_gaussians, device=model.device)
     pairs = list(zip(cameras, target_masks))
-    for done, (cam, mask) in enumerate(tqdm(pairs, desc=f"{method} votes", disable=not progress, leave=False), 1):
+    for done, (cam, mask) in enumerate(tqdm(pairs, desc=f"{method} votes", disable=not progress, leave=False, **EVERY_VIEW), 1):
         if on_view is not None and done > 1:
             on_view(done - 1, len(pairs))
         s = model.decode(cam)
@@ -66,7 +70,7 @@ def segment_by_voting(model, cameras, target_masks, method: str = "voting", prog
 def prunable(model, cameras, progress: bool = True) -> torch.Tensor:
     """(N,) bool: Gaussians whose blending weight is zero at every pixel of every view."""
     total = torch.zeros(model.num_gaussians, device=model.device)
-    for cam in tqdm(cameras, desc="pruning scan", disable=not progress, leave=False):
+    for cam in tqdm(cameras, desc="pruning scan", disable=not progress, leave=False, **EVERY_VIEW):
         s = model.decode(cam)
         total += contributions(s.means, s.quats, s.scales, s.opacities, cam).weight_sum
     return (total <= 0).cpu()
