@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from structgs.render.api import contributions
+from structgs.utils.indexing import add_at
 from structgs.utils.log import get_logger
 
 log = get_logger("masks")
@@ -144,7 +145,7 @@ def vote_tracked(votes: ViewVotes) -> tuple[torch.Tensor, torch.Tensor]:
         for k, c in col.items():
             index[lab[v] == k] = c
         has = (lab[v] != UNLABELLED) | votes.on_ignore[v]
-        score.index_put_((torch.nonzero(has).flatten(), index[has]), w[v][has], accumulate=True)
+        add_at(score, torch.nonzero(has).flatten(), index[has], w[v][has])
     return _decide(score, torch.tensor([UNLABELLED] + ids, device=lab.device))
 
 
@@ -330,7 +331,7 @@ def consensus_labels(votes: ViewVotes, cfg: ConsensusConfig | None = None) -> tu
         # A mask merging two objects covers both fully (a tie the other views break), not "mostly
         # the larger one"; half of a split object still votes for that object alone.
         table = torch.zeros(ids.numel(), G + 1, device=lab.device)
-        table.index_put_((a_inv[ok], cluster[ok] + 1), torch.ones(int(ok.sum()), device=lab.device), accumulate=True)
+        add_at(table, a_inv[ok], cluster[ok] + 1, torch.ones(int(ok.sum()), device=lab.device))
         table = table / table.sum(0, keepdim=True).clamp_min(1)
         score += w[v][:, None] * table[inv]
         score[:, 0] += w[v] * votes.on_ignore[v].float()

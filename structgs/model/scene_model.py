@@ -28,6 +28,7 @@ from structgs.scene.cameras import Camera
 from structgs.scene.gaussians import Gaussians
 from structgs.utils.io import atomic_write, write_json
 from structgs.utils.errors import InputError, MissingFileError
+from structgs.utils.indexing import select_rows
 
 FORMAT = "structgs-scene-model"
 FORMAT_VERSION = 1
@@ -81,20 +82,18 @@ class DirectOverrides(nn.Module):
 
     def apply_to(self, branch: str, decoded: torch.Tensor, index: torch.Tensor | None) -> torch.Tensor:
         """The direct edits of one decoded attribute: opacity (B,), color (B, 3) or motion offsets (B, 3)."""
-        def sel(t):
-            return t if index is None else t[index]
         if branch == "opacity":
-            return decoded * sel(self.opacity)
+            return decoded * select_rows(self.opacity, index)
         if branch == "color":
             return self.blend_color(decoded, index)
         if branch == "motion":
-            return decoded + sel(self.offset)
+            return decoded + select_rows(self.offset, index)
         raise InputError(f"direct edits change color, opacity or motion, not '{branch}'")
 
     def blend_color(self, color: torch.Tensor, index: torch.Tensor | None) -> torch.Tensor:
         """``color`` where no direct colour edit applies, the edit's colour where one does."""
-        cm = (self.color_mask if index is None else self.color_mask[index])[:, None]
-        return color * (1 - cm) + (self.color if index is None else self.color[index]) * cm
+        cm = select_rows(self.color_mask, index)[:, None]
+        return color * (1 - cm) + select_rows(self.color, index) * cm
 
 
 LEGACY_KEYS = {f"override_{k}": f"overrides.{k}" for k in ("opacity", "color", "color_mask", "offset")}
@@ -170,7 +169,7 @@ class SceneModel(nn.Module):
         """(N, view_dim) view inputs for ``camera`` (None: the canonical, zero view)."""
         if camera is None or self.config.view_dim == 0:
             return None
-        mu = self.centroids if index is None else self.centroids[index]
+        mu = select_rows(self.centroids, index)
         d = mu.detach() - camera.center.to(mu)
         dist = d.norm(dim=-1, keepdim=True).clamp_min(1e-8)
         v = d / dist
@@ -179,12 +178,12 @@ class SceneModel(nn.Module):
     def decode(self, camera: Camera | None = None, index: torch.Tensor | None = None,
                view: torch.Tensor | None = None) -> Splats:
         """Decode all Gaussians (or ``index``) as seen from ``camera`` (or explicit ``view`` inputs)."""
-        lat = self.latents if index is None else self.latents[index]
-        mu = self.centroids if index is None else self.centroids[index]
+        lat = select_rows(self.latents, index)
+        mu = select_rows(self.centroids, index)
         if view is None:
             view = self.view_inputs(camera, index)
         out = self.decoder(lat, view, centroids=mu)
-        ex = {k: (v if index is None else v[index]) for k, v in self.explicit.items()}
+        ex = {k: select_rows(v, index) for k, v in self.explicit.items()}
         color = out.color if out.color is not None else torch.sigmoid(ex["color"])
         opacity = out.opacity if out.opacity is not None else torch.sigmoid(ex["opacity"])
         scale = out.scale if out.scale is not None else torch.exp(ex["scale"])
@@ -199,8 +198,8 @@ class SceneModel(nn.Module):
         (all if None), with explicit ``view`` inputs or those of ``camera`` (canonical if neither)."""
         if view is None and camera is not None:
             view = self.view_inputs(camera, index)
-        lat = self.latents if index is None else self.latents[index]
-        mu = self.centroids if index is None else self.centroids[index]
+        lat = select_rows(self.latents, index)
+        mu = select_rows(self.centroids, index)
         return self.decoder.activations(branch, lat.detach(), view, centroids=mu.detach())
 
     def output_deltas(self, branch: str, channel: int, index: torch.Tensor | None = None,
@@ -210,8 +209,8 @@ class SceneModel(nn.Module):
         ``activations``: :meth:`activations` of the same Gaussians and view, if already known."""
         if view is None and camera is not None:
             view = self.view_inputs(camera, index)
-        lat = self.latents if index is None else self.latents[index]
-        mu = self.centroids if index is None else self.centroids[index]
+        lat = select_rows(self.latents, index)
+        mu = select_rows(self.centroids, index)
         return self.decoder.output_deltas(branch, lat, channel, view, centroids=mu.detach(), activations=activations)
 
     def edited_branch_output(self, branch: str, activations: torch.Tensor,
@@ -248,12 +247,12 @@ class SceneModel(nn.Module):
             if self.config.view_inputs == "dir+dist":
                 view = torch.cat([view, torch.full_like(view[:, :1], self.scene.mean_camera_distance)], -1)
         if "color" in self.config.branches:
-            lat = self.latents if index is None else self.latents[index]
-            mu = self.centroids if index is None else self.centroids[index]
+            lat = select_rows(self.latents, index)
+            mu = select_rows(self.centroids, index)
             color = self.decoder.branch_output("color", lat, view, centroids=mu)
         else:
             raw = self.explicit["color"]
-            color = torch.sigmoid(raw if index is None else raw[index])
+            color = torch.sigmoid(select_rows(raw, index))
         return self.overrides.blend_color(color, index)
 
     @torch.no_grad()
