@@ -1,6 +1,6 @@
 """Scale: the whole per-scene job on a generated scene, stage by stage, time and peak memory.
 
-    python benchmarks/scale.py [--gaussians 100000 200000] [--resolution 512] [--workdir /tmp/structgs-scale]
+    python benchmarks/scale.py [--gaussians 100000 1000000] [--resolution 512] [--workdir /tmp/structgs-scale]
 
 For each size, the built-in scene is generated with that many Gaussians and views of
 ``--resolution``², then every stage runs as its own ``structgs`` command (what a user types):
@@ -14,8 +14,7 @@ For each size, the built-in scene is generated with that many Gaussians and view
 and its wall time and peak resident memory (``/usr/bin/time``) are printed per stage, with how
 each grows from the smallest size to the largest. Prints ``RESULT scale_peak_gb`` (the largest
 peak of any stage at the largest size). Finished stages are kept in WORKDIR and skipped on a
-re-run (delete the folder to measure again). The built-in scene generator stops at 200k
-Gaussians: 1M needs a scene of its own (not measured yet).
+re-run (delete the folder to measure again). The built-in scene takes 2000 to 5M Gaussians.
 """
 
 from __future__ import annotations
@@ -91,13 +90,13 @@ def run_size(n: int, resolution: int, root: Path) -> list[dict]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--gaussians", type=int, nargs="+", default=[100_000, 200_000])
+    ap.add_argument("--gaussians", type=int, nargs="+", default=[100_000, 1_000_000])
     ap.add_argument("--resolution", type=int, default=512)
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/structgs-scale"))
     args = ap.parse_args()
-    bad = [n for n in args.gaussians if not 2000 <= n <= 200_000]
+    bad = [n for n in args.gaussians if not 2000 <= n <= 5_000_000]
     if bad or args.resolution < 16:
-        raise SystemExit(f"--gaussians must be 2000..200000 (the built-in scene's range), got {bad}" if bad else
+        raise SystemExit(f"--gaussians must be 2000..5000000 (the built-in scene's range), got {bad}" if bad else
                          f"--resolution must be >= 16, got {args.resolution}")
     if shutil.which(TIME) is None:
         raise SystemExit(f"benchmarks/scale.py measures peak memory with {TIME}, which is not installed")

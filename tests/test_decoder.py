@@ -430,3 +430,29 @@ def test_an_edited_branch_from_its_activations_is_what_decode_gives():
         assert s.opacities[1] < 0.26 and torch.allclose(s.colors[4], torch.tensor([0.9, 0.1, 0.1]))
     with pytest.raises(InputError, match="not 'scale'"):
         m.edited_branch_output("scale", m.activations("scale", idx, view), idx)
+
+
+@pytest.mark.parametrize("cfg", [dict(), dict(branches=("color", "opacity", "motion")),
+                                 dict(view_dependent_branches=("color", "opacity"), view_inputs="dir+dist")],
+                         ids=["default", "explicit-scale-rotation", "view-dependent-opacity"])
+def test_decode_geometry_is_decode_without_colours(cfg):
+    """What lifting and voting rasterize (decoded once for all views when geometry ignores the
+    view) is exactly :meth:`decode`'s geometry, direct edits included."""
+    from structgs.data import SceneSpec
+    from structgs.data.synthetic import make_cameras
+
+    m = _model(n=60, seed=4, **cfg)
+    with torch.no_grad():
+        for b in m.config.branches:
+            m.decoder.perturbable_weight(b).add_(0.3 * torch.randn_like(m.decoder.perturbable_weight(b)))
+        m.overrides.opacity[5] = 0.25
+        m.overrides.offset[7] = torch.tensor([0.1, -0.2, 0.3])
+    cams = make_cameras(SceneSpec(image_size=32, num_train=2, num_test=1))["train"]
+    assert m.geometry_varies_with_view == ("opacity" in m.config.view_dependent_branches)
+    with torch.no_grad():
+        for cam in cams:
+            s, g = m.decode(cam), m.decode_geometry(cam)
+            for name in ("means", "quats", "scales", "opacities"):
+                assert torch.equal(getattr(g, name), getattr(s, name)), name
+        if not m.geometry_varies_with_view:
+            assert torch.equal(m.decode_geometry().opacities, m.decode(cams[0]).opacities)

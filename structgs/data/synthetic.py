@@ -46,7 +46,7 @@ class SceneSpec:
     num_objects: int = 4
     """Objects on the ground (3-6)."""
     num_gaussians: int = 20000
-    """Total Gaussians (10k-40k), split by surface area."""
+    """Total Gaussians (2000 to 5M; the demo uses 20k), split by surface area."""
     image_size: int = 128
     """Width and height of the rendered views."""
     num_train: int = 24
@@ -150,8 +150,8 @@ def generate_scene(spec: SceneSpec | None = None) -> SyntheticScene:
     spec = spec or SceneSpec()
     if not 3 <= spec.num_objects <= 6:
         raise InputError(f"num_objects must be 3..6, got {spec.num_objects}")
-    if not 2000 <= spec.num_gaussians <= 200000:
-        raise InputError(f"num_gaussians must be 2000..200000, got {spec.num_gaussians}")
+    if not 2000 <= spec.num_gaussians <= 5_000_000:
+        raise InputError(f"num_gaussians must be 2000..5000000, got {spec.num_gaussians}")
     g = torch.Generator().manual_seed(spec.seed)
     sizes = [0.32 + 0.12 * float(torch.rand(1, generator=g)) for _ in range(spec.num_objects)]
     shapes_ = [SHAPES[(i + spec.seed) % len(SHAPES)] for i in range(spec.num_objects)]

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 import torch
 from torch import nn
 
-from structgs.decoder.config import OUTPUT_DIMS, DecoderConfig
+from structgs.decoder.config import BRANCHES, OUTPUT_DIMS, DecoderConfig
 from structgs.decoder.mlp import BranchActivations, BranchMLP
 from structgs.utils.errors import InputError
 
@@ -111,15 +111,16 @@ class AttributeDecoder(nn.Module):
 
     def forward(self, latents: torch.Tensor, view: torch.Tensor | None = None,
                 centroids: torch.Tensor | None = None) -> DecodedAttributes:
-        out = {}
+        out = self.branch_outputs(BRANCHES, latents, view, centroids)
+        return DecodedAttributes(**{b: out.get(b) for b in BRANCHES})
+
+    def branch_outputs(self, branches, latents: torch.Tensor, view: torch.Tensor | None = None,
+                       centroids: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """The activated outputs of those of ``branches`` this decoder has, by name (what
+        :meth:`forward` gives for them), the shared inputs encoded once."""
         base = self.encode_inputs(latents, centroids)
-        for b in ("color", "opacity", "scale", "rotation", "motion"):
-            if b in self.branches:
-                raw = self.branches[b](self._with_view(b, base, view))
-                out[b] = activate(b, raw, self.config.scale_log_range)
-            else:
-                out[b] = None
-        return DecodedAttributes(**out)
+        return {b: activate(b, self.branches[b](self._with_view(b, base, view)), self.config.scale_log_range)
+                for b in branches if b in self.branches}
 
     def branch_output(self, branch: str, latents: torch.Tensor, view: torch.Tensor | None = None,
                       centroids: torch.Tensor | None = None) -> torch.Tensor:

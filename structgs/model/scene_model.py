@@ -55,11 +55,26 @@ class Splats:
     offsets: torch.Tensor  # motion-branch offsets already included in ``means``
 
 
+@dataclass(frozen=True)
+class Geometry:
+    """Activated Gaussians without their colours (all (N, ...)): what visibility, blending
+    weights and lifting need."""
+
+    means: torch.Tensor
+    quats: torch.Tensor
+    scales: torch.Tensor
+    opacities: torch.Tensor
+
+
 def fibonacci_directions(n: int = 16) -> torch.Tensor:
     i = torch.arange(n, dtype=torch.float64) + 0.5
     phi = torch.acos(1 - 2 * i / n)
     theta = math.pi * (1 + 5**0.5) * i
     return torch.stack([torch.cos(theta) * torch.sin(phi), torch.sin(theta) * torch.sin(phi), torch.cos(phi)], -1).float()
+
+
+GEOMETRY_BRANCHES = ("opacity", "scale", "rotation", "motion")
+"""The branches that place and shape the Gaussians (colour is the other one)."""
 
 
 class DirectOverrides(nn.Module):
@@ -228,6 +243,27 @@ class SceneModel(nn.Module):
         s = self.decode(camera)
         return rasterize(s.means, s.quats, s.scales, s.opacities, s.colors, camera, background=background,
                          backend=backend, **kwargs)
+
+    @property
+    def geometry_varies_with_view(self) -> bool:
+        """Whether a geometry branch (opacity, scale, rotation, motion) sees the view inputs (by
+        default only colour does: then :meth:`decode_geometry` is the same for every camera)."""
+        cfg = self.config
+        return cfg.view_dim > 0 and bool(set(cfg.view_dependent_branches) & set(GEOMETRY_BRANCHES))
+
+    def decode_geometry(self, camera: Camera | None = None) -> Geometry:
+        """Every Gaussian's geometry as :meth:`decode` gives it, bit for bit, without running the
+        colour branch (the largest share of a decode when colours are view-dependent)."""
+        view = self.view_inputs(camera) if self.geometry_varies_with_view else None
+        out = self.decoder.branch_outputs(GEOMETRY_BRANCHES, self.latents, view, centroids=self.centroids)
+        if "motion" not in out:
+            out["motion"] = torch.zeros_like(self.centroids)
+        for b, activation in (("opacity", torch.sigmoid), ("scale", torch.exp), ("rotation", None)):
+            if b not in out:  # absent branch: the stored (explicit) values, activated as decode does
+                out[b] = self.explicit[b] if activation is None else activation(self.explicit[b])
+        opacity = self.overrides.apply_to("opacity", out["opacity"], None)
+        offsets = self.overrides.apply_to("motion", out["motion"], None)
+        return Geometry(self.centroids + offsets, out["rotation"], out["scale"], opacity)
 
     @property
     def view_dependent_colors(self) -> bool:
