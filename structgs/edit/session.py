@@ -37,8 +37,6 @@ from structgs.utils.errors import InputError
 PICK_FOCAL = 1000.0
 """Focal length (pixels) of the one-pixel pick camera when the caller gives none: a pixel
 footprint of 1/1000 of the distance, about one screen pixel of a 60-degree view 1000 px high."""
-GEOMETRY_BRANCHES = {"opacity", "scale", "rotation", "motion"}
-"""Branches that decide where a Gaussian is and how much it covers (what a pick needs)."""
 
 
 @dataclass(frozen=True)
@@ -130,7 +128,7 @@ class EditSession(UsesHistory):
         per model state when geometry does not depend on the view (the default: only colour
         does), so clicks do not re-run the decoder; the state is told by the version counters
         of the model's tensors, which every edit, undo and load bumps."""
-        if set(self.model.config.view_dependent_branches) & GEOMETRY_BRANCHES:
+        if self.model.geometry_varies_with_view:
             with torch.no_grad():
                 return self.model.decode(camera)
         stamp = tuple((t, t._version) for t in (*self.model.parameters(), *self.model.buffers()))

@@ -21,6 +21,7 @@ from torch import nn
 
 import structgs
 from structgs.decoder import AttributeDecoder, DecoderConfig
+from structgs.decoder.config import BRANCHES
 from structgs.model.activation_cache import ActivationCache
 from structgs.model.scene_info import SceneInfo
 from structgs.render.api import RenderOutput, rasterize
@@ -75,6 +76,8 @@ def fibonacci_directions(n: int = 16) -> torch.Tensor:
 
 GEOMETRY_BRANCHES = ("opacity", "scale", "rotation", "motion")
 """The branches that place and shape the Gaussians (colour is the other one)."""
+EXPLICIT_ACTIVATION = {"color": torch.sigmoid, "opacity": torch.sigmoid, "scale": torch.exp, "rotation": lambda q: q}
+"""How a branch the decoder lacks is activated from its stored (explicit) values."""
 
 
 class DirectOverrides(nn.Module):
@@ -193,19 +196,21 @@ class SceneModel(nn.Module):
     def decode(self, camera: Camera | None = None, index: torch.Tensor | None = None,
                view: torch.Tensor | None = None) -> Splats:
         """Decode all Gaussians (or ``index``) as seen from ``camera`` (or explicit ``view`` inputs)."""
-        lat = select_rows(self.latents, index)
-        mu = select_rows(self.centroids, index)
         if view is None:
             view = self.view_inputs(camera, index)
-        out = self.decoder(lat, view, centroids=mu)
-        ex = {k: select_rows(v, index) for k, v in self.explicit.items()}
-        color = out.color if out.color is not None else torch.sigmoid(ex["color"])
-        opacity = out.opacity if out.opacity is not None else torch.sigmoid(ex["opacity"])
-        scale = out.scale if out.scale is not None else torch.exp(ex["scale"])
-        rotation = out.rotation if out.rotation is not None else ex["rotation"]
-        offsets = out.motion if out.motion is not None else torch.zeros_like(mu)
-        opacity, color, offsets = self.overrides.apply(opacity, color, offsets, index)
-        return Splats(mu + offsets, rotation, scale, opacity, color, offsets)
+        a = self._attributes(BRANCHES, index, view)
+        opacity, color, offsets = self.overrides.apply(a["opacity"], a["color"], a["motion"], index)
+        return Splats(select_rows(self.centroids, index) + offsets, a["rotation"], a["scale"], opacity, color,
+                      offsets)
+
+    def _attributes(self, branches, index: torch.Tensor | None, view: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """The activated ``branches`` of Gaussians ``index``: decoded where the decoder has the
+        branch, else the stored (explicit) values activated alike; no motion branch: no offset."""
+        mu = select_rows(self.centroids, index)
+        out = self.decoder.branch_outputs(branches, select_rows(self.latents, index), view, centroids=mu)
+        for b in (b for b in branches if b not in out):
+            out[b] = torch.zeros_like(mu) if b == "motion" else EXPLICIT_ACTIVATION[b](select_rows(self.explicit[b], index))
+        return out
 
     def activations(self, branch: str, index: torch.Tensor | None = None, view: torch.Tensor | None = None,
                     camera: Camera | None = None) -> torch.Tensor:
@@ -255,12 +260,7 @@ class SceneModel(nn.Module):
         """Every Gaussian's geometry as :meth:`decode` gives it, bit for bit, without running the
         colour branch (the largest share of a decode when colours are view-dependent)."""
         view = self.view_inputs(camera) if self.geometry_varies_with_view else None
-        out = self.decoder.branch_outputs(GEOMETRY_BRANCHES, self.latents, view, centroids=self.centroids)
-        if "motion" not in out:
-            out["motion"] = torch.zeros_like(self.centroids)
-        for b, activation in (("opacity", torch.sigmoid), ("scale", torch.exp), ("rotation", None)):
-            if b not in out:  # absent branch: the stored (explicit) values, activated as decode does
-                out[b] = self.explicit[b] if activation is None else activation(self.explicit[b])
+        out = self._attributes(GEOMETRY_BRANCHES, None, view)
         opacity = self.overrides.apply_to("opacity", out["opacity"], None)
         offsets = self.overrides.apply_to("motion", out["motion"], None)
         return Geometry(self.centroids + offsets, out["rotation"], out["scale"], opacity)
@@ -287,8 +287,7 @@ class SceneModel(nn.Module):
             mu = select_rows(self.centroids, index)
             color = self.decoder.branch_output("color", lat, view, centroids=mu)
         else:
-            raw = self.explicit["color"]
-            color = torch.sigmoid(select_rows(raw, index))
+            color = EXPLICIT_ACTIVATION["color"](select_rows(self.explicit["color"], index))
         return self.overrides.blend_color(color, index)
 
     @torch.no_grad()
