@@ -181,3 +181,71 @@ def test_compiled_kernels_match_the_eager_ones(monkeypatch):
     eager = _render_with_grads(compile_kernels=False)
     for a, b in zip(compiled, eager):
         assert (a - b).abs().max() <= 1e-5 * (1 + b.abs().max())
+
+
+def _needles(dtype=torch.float64):
+    """Elongated, rotated Gaussians of every opacity (some below 1/255: never drawn)."""
+    m, q, s, o, c = random_gaussians(n=120, seed=7, dtype=dtype, scale=(-3.5, -1.0))
+    g = torch.Generator().manual_seed(8)
+    s = s * torch.where(torch.rand(s.shape, generator=g, dtype=dtype) < 0.3, 0.05, 1.0)  # one axis thin
+    o = torch.rand(len(o), generator=g, dtype=dtype) ** 3  # many faint ones
+    return m, q, s, o, c
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_work_tiles_and_opacity_culling_leave_the_image_unchanged(dtype):
+    """Any work tile size, with or without the opacity-aware culling, gives gsplat's 16x16-tile
+    image; the culling drops pairs (and the smaller tiles drop more)."""
+    from structgs.render.projection import project
+    from structgs.render.tiles import build_plan
+
+    m, q, s, o, c = _needles(dtype)
+    cam = make_camera(width=45, height=29, dtype=dtype)  # not multiples of 8 or 16
+    p = project(m, q, s, cam.world_to_camera, cam.K, cam.width, cam.height)
+
+    def render(tile_size, cull):
+        plan = build_plan(p.means2d, p.depths, p.radii, cam.width, cam.height, p.cov2d if cull else None,
+                          o if cull else None, tile_size=tile_size)
+        img, T = torch_backend.blend(plan, p.means2d, p.conics, o, c, budget=2000)
+        return img, T, plan.sorted_ids.numel() * plan.pixels_per_tile
+
+    ref_img, ref_T, ref_work = render(16, False)
+    tol = 1e-12 if dtype == torch.float64 else 2e-6
+    work = {}
+    for tile_size in (16, 8, 4):
+        for cull in (False, True):
+            img, T, work[tile_size, cull] = render(tile_size, cull)
+            assert (img - ref_img).abs().max() <= tol and (T - ref_T).abs().max() <= tol, (tile_size, cull)
+    assert work[16, True] < ref_work and work[8, True] < 0.6 * ref_work and work[4, True] < work[8, True]
+    img, alpha, _ = rasterize_naive(m.double(), q.double(), s.double(), o.double(), c.double(),
+                                    make_camera(width=45, height=29, dtype=torch.float64))
+    assert (ref_img.double() - img).abs().max() < 1e-4
+
+
+def test_culled_pairs_reach_no_pixel_of_their_tile():
+    """Every (work tile, Gaussian) pair the culling drops has alpha < 1/255 on every pixel centre
+    of the tile, evaluated in float32 as the kernel does."""
+    from structgs.render.projection import TILE_SIZE, project, tile_rects
+    from structgs.render.tiles import ALPHA_MIN, work_tile_rects
+
+    m, q, s, o, c = (t.float() for t in _needles())
+    cam = make_camera(width=45, height=29)
+    p = project(m, q, s, cam.world_to_camera, cam.K, cam.width, cam.height)
+    ys, xs = torch.meshgrid(torch.arange(29) + 0.5, torch.arange(45) + 0.5, indexing="ij")
+    dx, dy = xs[None] - p.means2d[:, 0, None, None], ys[None] - p.means2d[:, 1, None, None]
+    a, b, cc = (t[:, None, None] for t in p.conics.unbind(-1))
+    sigma = (dx * (0.5 * a)).addcmul_(dy, b).mul_(dx).addcmul_(dy * (0.5 * cc), dy)
+    reaches = (o[:, None, None] * torch.exp(-sigma.clamp(max=20)) >= ALPHA_MIN)  # (N, H, W)
+    big = tile_rects(p.means2d, p.radii, 3, 2)  # gsplat: pixels of the 16x16 tiles the radius touches
+    in_support = ((xs[None] // TILE_SIZE >= big[:, 0, None, None]) & (xs[None] // TILE_SIZE < big[:, 2, None, None])
+                  & (ys[None] // TILE_SIZE >= big[:, 1, None, None]) & (ys[None] // TILE_SIZE < big[:, 3, None, None]))
+    drawn = reaches & in_support
+    assert drawn.any(1).any(1).sum() > 50  # most Gaussians are drawn somewhere
+    for tile_size in (8, 4):
+        r = work_tile_rects(p.means2d, p.radii, p.cov2d, o, tile_size, (45 + tile_size - 1) // tile_size,
+                            (29 + tile_size - 1) // tile_size)
+        tx, ty = xs[None] // tile_size, ys[None] // tile_size
+        kept = ((tx >= r[:, 0, None, None]) & (tx < r[:, 2, None, None])
+                & (ty >= r[:, 1, None, None]) & (ty < r[:, 3, None, None]))
+        assert not (drawn & ~kept).any()
+        assert (kept & ~drawn).sum() < 0.5 * (in_support & ~drawn).sum()  # and it does cull

@@ -94,7 +94,7 @@ def rasterize(means: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor, op
         image, depth, T = feats[..., :c], feats[..., c:], 1.0 - alpha
     else:
         proj = project(means, quats, scales, cam.world_to_camera, cam.K, cam.width, cam.height, near, far, eps2d)
-        plan = build_plan(proj.means2d, proj.depths, proj.radii, cam.width, cam.height)
+        plan = build_plan(proj.means2d, proj.depths, proj.radii, cam.width, cam.height, proj.cov2d, opacities)
         feats = torch.cat([colors, proj.depths[:, None]], dim=1)
         out, T = torch_backend.blend(plan, proj.means2d, proj.conics, opacities, feats, alpha_clamp, chunk_budget,
                                      compile_kernels)
@@ -124,7 +124,7 @@ def contributions(means: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor
                              f"{cam.name}, got {tuple(pixel_weights.shape)}")
     with torch.no_grad():
         proj = project(means, quats, scales, cam.world_to_camera, cam.K, cam.width, cam.height, near, far, eps2d)
-        plan = build_plan(proj.means2d, proj.depths, proj.radii, cam.width, cam.height)
+        plan = build_plan(proj.means2d, proj.depths, proj.radii, cam.width, cam.height, proj.cov2d, opacities)
         return torch_backend.contributions_from_plan(plan, proj.means2d, proj.conics, opacities, alpha_clamp,
                                                      pixel_weights, chunk_budget)
 

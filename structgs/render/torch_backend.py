@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from structgs.utils.log import get_logger
-from structgs.render.tiles import (DEFAULT_CHUNK_BUDGET, PIXELS_PER_TILE, ChunkLoop, TilePlan, blend_backward,
+from structgs.render.tiles import (DEFAULT_CHUNK_BUDGET, ChunkLoop, TilePlan, blend_backward,
                                    blend_weights, chunk_ids)
 
 log = get_logger("render")
@@ -67,7 +67,7 @@ class _BlendFunction(torch.autograd.Function):
                 compile_kernels: bool):
         weights_fn, _ = _kernels(compile_kernels)
         loop = ChunkLoop(plan, budget)
-        out = features.new_zeros(plan.num_tiles, PIXELS_PER_TILE, features.shape[1])
+        out = features.new_zeros(plan.num_tiles, plan.pixels_per_tile, features.shape[1])
         chunks = []
         for chunk in loop:
             _, exists, m, c, o, f = _gather(plan, chunk, means2d, conics, opacities, features)
@@ -88,7 +88,7 @@ class _BlendFunction(torch.autograd.Function):
         grads = [torch.zeros_like(t) for t in (means2d, conics, opacities, features)]
         grad_T = (grad_T if grad_T is not None else torch.zeros_like(plan.pixel_xy[..., 0])).clone()
         if grad_out is None:
-            grad_out = features.new_zeros(plan.num_tiles, PIXELS_PER_TILE, features.shape[1])
+            grad_out = features.new_zeros(plan.num_tiles, plan.pixels_per_tile, features.shape[1])
         for chunk in reversed(ctx.chunks):
             ids, exists, m, c, o, f = _gather(plan, chunk, means2d, conics, opacities, features)
             g_m, g_c, g_o, g_f, g_t = backward_fn(plan.pixel_xy[chunk.tiles], m, c, o, f, exists,
@@ -138,8 +138,8 @@ def contributions_from_plan(plan: TilePlan, means2d, conics, opacities, alpha_cl
     g_max = torch.zeros(n, dtype=dtype, device=device)
     g_pix = torch.full((n,), -1, dtype=torch.int64, device=device)
     g_sum = torch.zeros(n, dtype=dtype, device=device)
-    p_top = torch.full((plan.num_tiles, PIXELS_PER_TILE), -1, dtype=torch.int64, device=device)
-    p_w = torch.zeros(plan.num_tiles, PIXELS_PER_TILE, dtype=dtype, device=device)
+    p_top = torch.full((plan.num_tiles, plan.pixels_per_tile), -1, dtype=torch.int64, device=device)
+    p_w = torch.zeros(plan.num_tiles, plan.pixels_per_tile, dtype=dtype, device=device)
     tile_pw = None
     g_wsum = None
     if pixel_weights is not None:
