@@ -437,7 +437,8 @@ def test_an_edited_branch_from_its_activations_is_what_decode_gives():
                          ids=["default", "explicit-scale-rotation", "view-dependent-opacity"])
 def test_decode_geometry_is_decode_without_colours(cfg):
     """What lifting and voting rasterize (decoded once for all views when geometry ignores the
-    view) is exactly :meth:`decode`'s geometry, direct edits included."""
+    view) is exactly :meth:`decode`'s geometry, direct edits included; so are decode_colors'
+    colours and render_views' images those of decode and render."""
     from structgs.data import SceneSpec
     from structgs.data.synthetic import make_cameras
 
@@ -447,6 +448,7 @@ def test_decode_geometry_is_decode_without_colours(cfg):
             m.decoder.perturbable_weight(b).add_(0.3 * torch.randn_like(m.decoder.perturbable_weight(b)))
         m.overrides.opacity[5] = 0.25
         m.overrides.offset[7] = torch.tensor([0.1, -0.2, 0.3])
+        m.overrides.color[9], m.overrides.color_mask[9] = torch.tensor([0.9, 0.1, 0.1]), 1.0
     cams = make_cameras(SceneSpec(image_size=32, num_train=2, num_test=1))["train"]
     assert m.geometry_varies_with_view == ("opacity" in m.config.view_dependent_branches)
     with torch.no_grad():
@@ -454,5 +456,10 @@ def test_decode_geometry_is_decode_without_colours(cfg):
             s, g = m.decode(cam), m.decode_geometry(cam)
             for name in ("means", "quats", "scales", "opacities"):
                 assert torch.equal(getattr(g, name), getattr(s, name)), name
+            assert torch.equal(m.decode_colors(cam), s.colors)
         if not m.geometry_varies_with_view:
             assert torch.equal(m.decode_geometry().opacities, m.decode(cams[0]).opacities)
+        bg = torch.tensor([0.2, 0.3, 0.4])
+        for cam, out in m.render_views(cams, background=bg):  # geometry decoded once, colours per view
+            ref = m.render(cam, background=bg)
+            assert torch.equal(out.image, ref.image) and torch.equal(out.alpha, ref.alpha)

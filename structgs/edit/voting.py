@@ -38,11 +38,11 @@ def vote(model, cameras, target_masks: list[torch.Tensor], method: str = "voting
         raise ValueError("vote needs one target mask per camera (and at least one camera)")
     votes = torch.zeros(model.num_gaussians, device=model.device)
     pairs = list(zip(cameras, target_masks))
-    fixed = None if model.geometry_varies_with_view else model.decode_geometry()  # once for every view
+    geometry = model.geometry_by_view()  # decoded once for every view unless it depends on the view
     for done, (cam, mask) in enumerate(tqdm(pairs, desc=f"{method} votes", disable=not progress, leave=False, **EVERY_VIEW), 1):
         if on_view is not None and done > 1:
             on_view(done - 1, len(pairs))
-        s = fixed if fixed is not None else model.decode_geometry(cam)
+        s = geometry(cam)
         m = mask.to(model.device).float()
         if method == "projection":
             c = cam.to(model.device)
@@ -71,9 +71,9 @@ def segment_by_voting(model, cameras, target_masks, method: str = "voting", prog
 def prunable(model, cameras, progress: bool = True) -> torch.Tensor:
     """(N,) bool: Gaussians whose blending weight is zero at every pixel of every view."""
     total = torch.zeros(model.num_gaussians, device=model.device)
-    fixed = None if model.geometry_varies_with_view else model.decode_geometry()  # once for every view
+    geometry = model.geometry_by_view()  # decoded once for every view unless it depends on the view
     for cam in tqdm(cameras, desc="pruning scan", disable=not progress, leave=False, **EVERY_VIEW):
-        s = fixed if fixed is not None else model.decode_geometry(cam)
+        s = geometry(cam)
         total += contributions(s.means, s.quats, s.scales, s.opacities, cam).weight_sum
     return (total <= 0).cpu()
 

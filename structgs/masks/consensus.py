@@ -81,10 +81,9 @@ class FixedGaussians:
     def device(self) -> torch.device:
         return self.gaussians.means.device
 
-    geometry_varies_with_view = False
-
-    def decode_geometry(self, camera=None):
-        return self.gaussians
+    def geometry_by_view(self):
+        """``camera -> geometry``: the same Gaussians for every view."""
+        return lambda camera: self.gaussians
 
 
 def boundary_band(ids: torch.Tensor, radius: int) -> torch.Tensor:
@@ -100,7 +99,7 @@ def boundary_band(ids: torch.Tensor, radius: int) -> torch.Tensor:
 def view_votes(model, cameras, masks: list[torch.Tensor], ignore_id: int | None = 0, band: int = 2,
                min_weight: float = 0.05, rest_label: bool = False, progress: bool = True) -> ViewVotes:
     """Every Gaussian's vote in every view (module docstring). ``model``: anything with
-    ``num_gaussians``, ``device``, ``geometry_varies_with_view`` and ``decode_geometry(camera)``
+    ``num_gaussians``, ``device`` and ``geometry_by_view()`` (a ``camera -> geometry`` function)
     giving means / quats / scales / opacities (a fitted SceneModel, or FixedGaussians for a PLY). ``rest_label``: Gaussians on the
     ignore id take the label REST (0) instead of no label (the negative class of one-object masks)."""
     V, N = len(cameras), model.num_gaussians
@@ -110,7 +109,7 @@ def view_votes(model, cameras, masks: list[torch.Tensor], ignore_id: int | None 
     weight = torch.zeros(V, N, device=dev)
     on_ignore = torch.zeros(V, N, dtype=torch.bool, device=dev)
     max_w = torch.zeros(V, N, device=dev)
-    fixed = None if model.geometry_varies_with_view else model.decode_geometry()  # once for every view
+    geometry = model.geometry_by_view()  # decoded once for every view unless it depends on the view
     for v, (cam, m) in enumerate(tqdm(list(zip(cameras, masks)), desc="voting masks onto Gaussians",
                                       disable=not progress, leave=False)):
         m = m.to(dev).long()
@@ -120,7 +119,7 @@ def view_votes(model, cameras, masks: list[torch.Tensor], ignore_id: int | None 
             channel[m == k] = c
         keep = (~boundary_band(m, band)).float()
         onehot = F.one_hot(channel, len(ids) + 1).float() * keep[..., None]
-        s = fixed if fixed is not None else model.decode_geometry(cam)
+        s = geometry(cam)
         con = contributions(s.means, s.quats, s.scales, s.opacities, cam, pixel_weights=onehot)
         sums = con.weighted_sums  # (N, K + 1)
         total = sums.sum(1)

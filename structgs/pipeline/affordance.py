@@ -91,9 +91,9 @@ def _check_out(out: Path, run: Path, inputs: list[Path | None]) -> None:
 def _render_views(run: Run, split: str):
     cams = run.dataset.split(split)
     bg = torch.tensor(run.dataset.background, dtype=torch.float32, device=run.model.device)
-    for cam in cams:
-        with torch.no_grad():
-            yield cam, run.model.render(cam, background=bg).image.clamp(0, 1).cpu()
+    with torch.no_grad():
+        for cam, rendered in run.model.render_views(cams, background=bg):
+            yield cam, rendered.image.clamp(0, 1).cpu()
 
 
 def patch_label_maps(run: Run, extractor: PatchFeatures, bank: ExampleBank, k: int, split: str = "train"):

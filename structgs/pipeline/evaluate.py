@@ -161,7 +161,8 @@ def evaluate_run(run: Path, masks: Path, out: Path, config: EvalConfig = EvalCon
 
     bg = torch.tensor(ds.background, dtype=torch.float32, device=model.device)
     with torch.no_grad():
-        psnrs = [psnr(model.render(c, background=bg).image, ds.image(c).to(model.device)) for c in ds.split(config.split)]
+        psnrs = [psnr(out.image, ds.image(c).to(model.device))
+                 for c, out in model.render_views(ds.split(config.split), background=bg)]
     report: dict = {"run": str(Path(run).resolve()), "masks": str(masks.resolve()), "split": config.split,
                     "psnr": sum(psnrs) / len(psnrs), "methods": list(config.methods), "objects": {}}
     selections: dict[tuple[int, str], torch.Tensor] = {}

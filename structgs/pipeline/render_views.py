@@ -67,14 +67,19 @@ def render_run_views(run: Path, split: str, out: Path, data: Path | None = None,
     model, ds, dev = opened.model, opened.dataset, opened.model.device
     sel = load_selection(selection, model.num_gaussians).to(dev) if selection is not None else None
     bg = torch.tensor(ds.background, dtype=torch.float32, device=dev)
-    written = []
-    for cam in tqdm(ds.split(split), desc=f"rendering {split}"):
-        path = Path(out) / f"{cam.name}.png"
-        if sel is not None:
-            s = model.decode(cam)
-            _save_mask(render_selection_mask(s.means, s.quats, s.scales, s.opacities, sel, cam, backend), path)
-        else:
-            save_rgb(model.render(cam, background=bg, backend=backend).image, path)
-        written.append(path)
+    written, cams = [], ds.split(split)
+    if sel is None:
+        for cam, rendered in tqdm(model.render_views(cams, background=bg, backend=backend), total=len(cams),
+                                  desc=f"rendering {split}"):
+            path = Path(out) / f"{cam.name}.png"
+            save_rgb(rendered.image, path)
+            written.append(path)
+    else:
+        geometry = model.geometry_by_view()
+        for cam in tqdm(cams, desc=f"rendering {split}"):
+            g = geometry(cam)
+            path = Path(out) / f"{cam.name}.png"
+            _save_mask(render_selection_mask(g.means, g.quats, g.scales, g.opacities, sel, cam, backend), path)
+            written.append(path)
     log.info("wrote %d images to %s", len(written), out)
     return written

@@ -13,11 +13,12 @@ from structgs.shaping.losses import object_cosine_matrix
 
 @torch.no_grad()
 def activation_report(model: SceneModel, labels: torch.Tensor, cameras, branches) -> dict:
-    """Object x object mean activation cosine per branch, averaged over ``cameras``' view inputs."""
+    """Object x object mean activation cosine per branch, averaged over ``cameras``' view inputs
+    (one pass for a branch that does not take the view: its activations are the same in every view)."""
     out = {}
     for b in branches:
         mats = []
-        for cam in cameras:
+        for cam in (cameras if model.decoder.config.takes_view(b) else cameras[:1]):
             a = model.activations(b, camera=cam)
             mat, ids = object_cosine_matrix(a, labels)
             mats.append(mat)
@@ -34,7 +35,7 @@ def activation_report(model: SceneModel, labels: torch.Tensor, cameras, branches
 def test_psnr(model: SceneModel, ds: SceneDataset) -> float:
     bg = torch.tensor(ds.background, dtype=torch.float32, device=model.device)
     cams = ds.split("test") if "test" in ds.cameras else ds.split("train")
-    vals = [psnr(model.render(c, background=bg).image, ds.image(c).to(model.device)) for c in cams]
+    vals = [psnr(out.image, ds.image(c).to(model.device)) for c, out in model.render_views(cams, background=bg)]
     return sum(vals) / len(vals)
 
 

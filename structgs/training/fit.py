@@ -208,8 +208,8 @@ class Fitter:
         from structgs.render.api import render_gaussians
 
         cams = self.ds.split(split) if split in self.ds.cameras else self.train_cams
-        fitted = [psnr(self.model.render(c, background=self.bg, backend=self.cfg.backend).image,
-                       self.ds.image(c).to(self.device)) for c in cams]
+        fitted = [psnr(out.image, self.ds.image(c).to(self.device))
+                  for c, out in self.model.render_views(cams, background=self.bg, backend=self.cfg.backend)]
         report = {"split": split, "views": len(cams), "num_gaussians": self.model.num_gaussians,
                   "psnr_fitted": sum(fitted) / len(fitted)}
         if reference is not None:
