@@ -463,3 +463,35 @@ def test_decode_geometry_is_decode_without_colours(cfg):
         for cam, out in m.render_views(cams, background=bg):  # geometry decoded once, colours per view
             ref = m.render(cam, background=bg)
             assert torch.equal(out.image, ref.image) and torch.equal(out.alpha, ref.alpha)
+
+
+def test_decoding_without_gradients_runs_in_row_blocks_with_the_same_outputs(monkeypatch):
+    """Without autograd the decoder runs ROW_BLOCK rows at a time (cache-sized intermediates);
+    every entry point gives what the one-piece pass with autograd gives."""
+    from structgs.decoder import decoder as decoder_module
+
+    m = _model(n=203, seed=3, view_dependent_branches=("color", "opacity"), view_inputs="dir+dist")
+    from structgs.data import SceneSpec
+    from structgs.data.synthetic import make_cameras
+
+    cam = make_cameras(SceneSpec(image_size=32, num_train=1, num_test=1))["train"][0]
+    view = m.view_inputs(cam)
+    whole = m.decode(cam)
+    whole_act = m.activations("opacity", view=view)
+    whole_color = m.colors(torch.tensor([0.0, 0.6, 0.8]))
+    calls = []
+    original = decoder_module.BranchMLP.forward
+    monkeypatch.setattr(decoder_module, "ROW_BLOCK", 64)
+    monkeypatch.setattr(decoder_module.BranchMLP, "forward", lambda self, x: calls.append(len(x)) or original(self, x))
+    with torch.no_grad():
+        blocks = m.decode(cam)
+        act = m.activations("opacity", view=view)
+        color = m.colors(torch.tensor([0.0, 0.6, 0.8]))
+    assert max(calls) == 64 and sum(calls) == 203 * (len(m.decoder.branches) + 1)  # in blocks, every row once
+    for name in ("means", "quats", "scales", "opacities", "colors"):
+        assert torch.allclose(getattr(blocks, name), getattr(whole, name), rtol=1e-6, atol=1e-7), name
+    assert torch.allclose(act, whole_act, rtol=1e-6, atol=1e-7)
+    assert torch.allclose(color, whole_color, rtol=1e-6, atol=1e-7)
+    with pytest.raises(ValueError, match="view inputs: expected 203 rows"):
+        with torch.no_grad():
+            m.decoder.branch_outputs(("color",), m.latents, view[:100], m.centroids)

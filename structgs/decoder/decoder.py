@@ -52,6 +52,30 @@ def activate(branch: str, raw: torch.Tensor, scale_log_range: tuple[float, float
     raise ValueError(f"unknown branch {branch}")
 
 
+
+ROW_BLOCK = 16384
+"""Rows decoded at a time when no gradient is recorded. Row by row the MLPs are independent,
+and a block's intermediates (16384 x 64 floats, 4 MB) stay in cache, where over all rows at
+once every elementwise op streams hundreds of MB: the colour branch of 1M Gaussians takes
+0.54 s in blocks against 2.2 s in one piece, with bit-identical outputs (measured, 2 cores)."""
+
+
+def in_row_blocks(fn, latents: torch.Tensor, view: torch.Tensor | None, centroids: torch.Tensor | None):
+    """``fn(latents, view, centroids)`` (a tensor or a dict of tensors, one row per input row),
+    evaluated ROW_BLOCK rows at a time without autograd, in one piece with it."""
+    n = latents.shape[0]
+    for name, t in (("view inputs", view), ("centroids", centroids)):
+        if t is not None and t.shape[0] != n:
+            raise ValueError(f"{name}: expected {n} rows (one per latent), got {t.shape[0]}")
+    if torch.is_grad_enabled() or n <= ROW_BLOCK:
+        return fn(latents, view, centroids)
+    parts = [fn(*(None if t is None else t[s: s + ROW_BLOCK] for t in (latents, view, centroids)))
+             for s in range(0, n, ROW_BLOCK)]
+    if isinstance(parts[0], dict):
+        return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+    return torch.cat(parts)
+
+
 class AttributeDecoder(nn.Module):
     def __init__(self, config: DecoderConfig):
         super().__init__()
@@ -118,15 +142,19 @@ class AttributeDecoder(nn.Module):
                        centroids: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """The activated outputs of those of ``branches`` this decoder has, by name (what
         :meth:`forward` gives for them), the shared inputs encoded once."""
-        base = self.encode_inputs(latents, centroids)
-        return {b: activate(b, self.branches[b](self._with_view(b, base, view)), self.config.scale_log_range)
-                for b in branches if b in self.branches}
+        def run(latents, view, centroids):
+            base = self.encode_inputs(latents, centroids)
+            return {b: activate(b, self.branches[b](self._with_view(b, base, view)), self.config.scale_log_range)
+                    for b in branches if b in self.branches}
+
+        return in_row_blocks(run, latents, view, centroids)
 
     def branch_output(self, branch: str, latents: torch.Tensor, view: torch.Tensor | None = None,
                       centroids: torch.Tensor | None = None) -> torch.Tensor:
         """``branch``'s activated output alone (what :meth:`forward` gives for it)."""
-        raw = self._branch(branch)(self.branch_input(branch, latents, view, centroids))
-        return activate(branch, raw, self.config.scale_log_range)
+        mlp = self._branch(branch)
+        return in_row_blocks(lambda *rows: activate(branch, mlp(self.branch_input(branch, *rows)),
+                                                    self.config.scale_log_range), latents, view, centroids)
 
     def _with_view(self, branch: str, base: torch.Tensor, view: torch.Tensor | None) -> torch.Tensor:
         if not self.config.takes_view(branch):
@@ -146,7 +174,8 @@ class AttributeDecoder(nn.Module):
     def activations(self, branch: str, latents: torch.Tensor, view: torch.Tensor | None = None,
                     centroids: torch.Tensor | None = None) -> torch.Tensor:
         """(B, hidden) activations entering ``branch``'s perturbable layer."""
-        return self._branch(branch).activation(self.branch_input(branch, latents, view, centroids))
+        mlp = self._branch(branch)
+        return in_row_blocks(lambda *rows: mlp.activation(self.branch_input(branch, *rows)), latents, view, centroids)
 
     def branch_activations(self, branch: str, latents: torch.Tensor, view: torch.Tensor | None = None,
                            centroids: torch.Tensor | None = None) -> BranchActivations:
