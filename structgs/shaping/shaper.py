@@ -32,7 +32,7 @@ from structgs.shaping.lifting import UNLABELLED, lift_masks, lift_per_view, matc
 from structgs.shaping.losses import (ContrastivePairs, NeighbourTargets, infonce, jacobian_features, pair_consensus,
                                      same_object_neighbours, smoothness)
 from structgs.shaping.sampling import sample_pool
-from structgs.training.loop import Checkpointer, TrainerState, run_stage
+from structgs.training.loop import Checkpointer, TrainerState, adam, run_stage
 from structgs.training.losses import attribute_l1, photometric_loss
 from structgs.utils.log import get_logger
 from structgs.utils.errors import InputError
@@ -87,7 +87,7 @@ class Shaper:
             params = [p for b in self.branches for p in model.decoder.branches[b].side.parameters()]
         else:
             params = list(model.decoder.parameters())
-        self.opt = torch.optim.Adam(params, lr=self.cfg.learning_rate)
+        self.opt = adam(params, lr=self.cfg.learning_rate)
 
     # --- set-up -----------------------------------------------------------------------
     def prepare(self, gt_labels: torch.Tensor | None = None) -> None:
@@ -412,7 +412,7 @@ class Shaper:
         self._frozen = [p for p in self.model.decoder.parameters() if all(p is not q for q in params)]
         for p in self._frozen:
             p.requires_grad_(False)
-        self.repair_opt = torch.optim.Adam(params, lr=self.cfg.learning_rate)
+        self.repair_opt = adam(params, lr=self.cfg.learning_rate)
         if self._repair_state is not None:  # resumed inside the repair pass
             self.repair_opt.load_state_dict(self._repair_state)
             self._repair_state = None

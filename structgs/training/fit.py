@@ -17,7 +17,7 @@ from structgs.render.sh import eval_sh
 from structgs.scene.dataset import SceneDataset
 from structgs.scene.gaussians import Gaussians
 from structgs.training.config import FitConfig
-from structgs.training.loop import Checkpointer, TrainerState, run_stage
+from structgs.training.loop import Checkpointer, TrainerState, adam, run_stage
 from structgs.training.losses import attribute_l1, photometric_loss
 from structgs.training.strategy import DensifyPrune
 from structgs.utils.log import get_logger
@@ -115,7 +115,7 @@ class Fitter:
             s2.append({"params": list(m.explicit.values()), "lr": 2.5e-3})
         for group in s1 + s2:
             group["initial_lr"] = group["lr"]  # saved with the optimizer state: the schedule's base
-        self.optimizers = {"stage1": torch.optim.Adam(s1), "stage2": torch.optim.Adam(s2, eps=1e-15)}
+        self.optimizers = {"stage1": adam(s1), "stage2": adam(s2, eps=1e-15)}
 
     # --- checkpoints --------------------------------------------------------------------
     def checkpoint(self) -> None:
