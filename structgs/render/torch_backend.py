@@ -28,8 +28,9 @@ _COMPILED: dict[str, object] = {}
 def _kernels(compile_kernels: bool):
     """(blend_weights, blend_backward), optionally torch.compile'd (lazily, once per process).
 
-    Compiling costs ~30 s on first use (~8 s with inductor's cache warm) and then makes forward
-    + backward ~1.6x faster on CPU (benchmarks/render.py). torch.compile fails only when a
+    Compiling costs ~30 s on first use (~8 s with inductor's cache warm); since the 8x8 work
+    tiles it makes forward + backward at most ~1.25x faster on CPU (20k Gaussians; no faster at
+    30k-100k, benchmarks/render.py). torch.compile fails only when a
     kernel first runs (no C++ compiler, an unsupported platform): then this warns once and uses
     the eager kernels for the rest of the process.
     """

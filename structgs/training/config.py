@@ -63,9 +63,9 @@ class FitConfig:
     """Render backend: auto, torch or gsplat."""
     compile_rasterizer: bool = False
     """Stage 2 with the torch backend: torch.compile the rasterizer's chunk kernels. Forward +
-    backward ~1.6x faster on CPU (benchmarks/render.py) after ~30 s of compiling once per
-    process (~8 s with inductor's cache warm): worth it from a few hundred steps. Where compiling
-    fails (no C++ compiler) it warns and uses the eager kernels."""
+    backward up to ~1.25x faster on CPU at 20k Gaussians and no faster at 30k-100k
+    (benchmarks/render.py), after ~30 s of compiling once per process (~8 s with inductor's
+    cache warm). Where compiling fails (no C++ compiler) it warns and uses the eager kernels."""
 
     def to_dict(self) -> dict:
         d = asdict(self)
