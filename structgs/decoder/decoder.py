@@ -52,7 +52,6 @@ def activate(branch: str, raw: torch.Tensor, scale_log_range: tuple[float, float
     raise ValueError(f"unknown branch {branch}")
 
 
-
 ROW_BLOCK = 16384
 """Rows decoded at a time when no gradient is recorded. Row by row the MLPs are independent,
 and a block's intermediates (16384 x 64 floats, 4 MB) stay in cache, where over all rows at

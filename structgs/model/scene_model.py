@@ -253,7 +253,7 @@ class SceneModel(nn.Module):
                      **kwargs) -> Iterator[tuple[Camera, RenderOutput]]:
         """(camera, render) for each camera in turn, as :meth:`render` gives them bit for bit, with
         the geometry decoded once when it ignores the view (then each view runs the colour branch
-        alone: at 1M Gaussians 4 s a view instead of 14 s)."""
+        alone: at 1M Gaussians 0.5 s a view instead of 2.4 s for all five branches)."""
         geometry = self.geometry_by_view()
         for cam in cameras:
             g = geometry(cam)
