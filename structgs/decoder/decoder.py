@@ -195,12 +195,13 @@ class AttributeDecoder(nn.Module):
         change when the perturbable layer does).
         """
         mlp = self._branch(branch)
-        with torch.enable_grad():
-            if activations is None:
+        if activations is None:  # no graph through the layers before: only z's gradient is wanted
+            with torch.no_grad():
                 x = self.branch_input(branch, latents.detach(), None if view is None else view.detach(), centroids)
-                a = mlp.activation(x).detach()
-            else:
-                a = activations.detach()
+                a = mlp.activation(x)
+        else:
+            a = activations.detach()
+        with torch.enable_grad():
             z = nn.functional.linear(a, mlp.perturbable.weight.detach(), mlp.perturbable.bias.detach())
             z.requires_grad_(True)
             y = activate(branch, mlp.after_preact(z), self.config.scale_log_range)
