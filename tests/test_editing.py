@@ -59,7 +59,7 @@ def test_scores_match_explicit_jacobians(shaped):
         J = torch.einsum("no,ni->noi", d, a)
         jbar = J[sel].mean(0)
         explicit = torch.einsum("noi,oi->n", J[idx], jbar) / (J[idx].flatten(1).norm(dim=1) * jbar.norm()).clamp_min(1e-30)
-        assert torch.allclose(scores[idx], explicit, atol=1e-4), branch
+        assert torch.allclose(scores[idx], explicit, atol=1e-3), branch  # float16 activation cache: 5e-4
 
 
 def test_edits_move_recolor_remove_and_undo(shaped):
@@ -238,7 +238,7 @@ def test_the_shaped_run_carries_a_matching_activation_cache(shaped):
         seed[torch.nonzero(labels == k).flatten()[:3]] = True
         exact = jacobian_cosine(opened.model, seed, use_cache=False)
         cached = jacobian_cosine(opened.model, seed)
-        assert (cached - exact).abs().max() < 1e-5, k
+        assert (cached - exact).abs().max() < 1e-3, k  # the run's cache is float16: 5e-4 (float32: 1e-5)
 
 
 def test_chained_move_then_recolour_stays_on_the_object(shaped):

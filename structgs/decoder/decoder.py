@@ -209,6 +209,20 @@ class AttributeDecoder(nn.Module):
             (delta,) = torch.autograd.grad(y[:, channel].sum(), z)
         return delta, a
 
+    def channel_slopes(self, branch: str, activations: torch.Tensor, channel: int) -> torch.Tensor:
+        """(B,) d y_i[channel] / d z_i[channel] where the output activation is elementwise (color,
+        opacity, scale, motion) and the perturbable layer is the output layer: then that slope is
+        the only non-zero entry of delta_i (:meth:`output_deltas`), found from one weight row."""
+        mlp = self._branch(branch)
+        if branch == "rotation" or mlp.perturb_index != len(mlp.layers) - 1:
+            raise InputError(f"the {branch} branch's deltas are not per-channel slopes (its output activation "
+                             f"couples channels, or its perturbable layer is not its output layer)")
+        w, b = mlp.perturbable.weight.detach(), mlp.perturbable.bias.detach()
+        with torch.enable_grad():
+            z = (activations.detach() @ w[channel] + b[channel])[:, None].requires_grad_(True)
+            (slope,) = torch.autograd.grad(activate(branch, z, self.config.scale_log_range).sum(), z)
+        return slope[:, 0]
+
     def _branch(self, branch: str) -> BranchMLP:
         if branch not in self.branches:
             raise InputError(f"this decoder has no '{branch}' branch (it has {list(self.branches)})")

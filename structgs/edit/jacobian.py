@@ -38,11 +38,12 @@ def jacobian_cosine(model, selection: torch.Tensor, branch: str | None = None, c
     if sel.shape != (n,) or not bool(sel.any()):
         raise ValueError(f"selection must be a non-empty boolean mask of shape ({n},)")
     idx_sel = torch.nonzero(sel).flatten()
+    cache = activation_cache(model, branch) if view is None and use_cache else None
+    if cache is not None:  # only row `channel` of Jbar is non-zero, sum_S s_j a_j: cos(J_i, Jbar) = cos(a_i, it)
+        a_s = cache.activations(idx_sel)
+        return cache.cosines(model.decoder.channel_slopes(branch, a_s, channel) @ a_s)
     d_s, a_s = model.output_deltas(branch, channel, index=idx_sel, view=None if view is None else view[idx_sel])
     jbar = d_s.T @ a_s / idx_sel.numel()
-    cache = activation_cache(model, branch) if view is None and use_cache else None
-    if cache is not None:  # only row `channel` of Jbar is non-zero: cos(J_i, Jbar) = cos(a_i, that row)
-        return cache.cosines(jbar[channel])
     jbar_norm = jbar.norm().clamp_min(1e-30)
     scores = torch.empty(n, device=model.device)
     for start in range(0, n, chunk):

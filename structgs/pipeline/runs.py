@@ -117,6 +117,9 @@ def load_activation_caches(path: Path, model: SceneModel) -> None:
         cache = ActivationCache.load(f, model.device)
         if cache.branch in model.decoder.branches and cache.matches(model):
             model.activation_caches[cache.branch] = cache
+        elif cache.norms is None:
+            log.warning("%s was written by an older structgs (no activation norms); it will be rebuilt when "
+                        "needed", f)
         else:
             log.warning("%s does not match the run's model; it will be rebuilt when needed", f)
 
