@@ -438,7 +438,7 @@ def test_an_edited_branch_from_its_activations_is_what_decode_gives():
 def test_decode_geometry_is_decode_without_colours(cfg):
     """What lifting and voting rasterize (decoded once for all views when geometry ignores the
     view) is exactly :meth:`decode`'s geometry, direct edits included; so are decode_colors'
-    colours and render_views' images those of decode and render."""
+    colours, decode_opacities' and decode_means' values and render_views' images those of decode and render."""
     from structgs.data import SceneSpec
     from structgs.data.synthetic import make_cameras
 
@@ -459,6 +459,9 @@ def test_decode_geometry_is_decode_without_colours(cfg):
             assert torch.equal(m.decode_colors(cam), s.colors)
         if not m.geometry_varies_with_view:
             assert torch.equal(m.decode_geometry().opacities, m.decode(cams[0]).opacities)
+        canonical = m.decode()  # no camera: what edits compare removals against
+        assert torch.equal(m.decode_opacities(), canonical.opacities.reshape(-1))
+        assert torch.equal(m.decode_means(), canonical.means)
         bg = torch.tensor([0.2, 0.3, 0.4])
         for cam, out in m.render_views(cams, background=bg):  # geometry decoded once, colours per view
             ref = m.render(cam, background=bg)

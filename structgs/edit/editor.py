@@ -166,8 +166,7 @@ class WeightEditor(UsesHistory):
                 W.copy_(W0)
                 groups = [ridx]
                 if n_groups > 1:
-                    lab = cosine_kmeans(acts.of(ridx, rview), n_groups)
-                    groups = [ridx[lab == g] for g in lab.unique().tolist()]
+                    groups = acts.split(ridx, rview, cosine_kmeans(acts.of(ridx, rview), n_groups))
                 now = self._group_means(branch, groups, channels, view, acts)
                 sel_err = self._iterate(W, branch, idxs + groups, torch.cat([tgt, now]), channels, len(sels), iters,
                                         tol, view, acts)
@@ -189,32 +188,28 @@ class WeightEditor(UsesHistory):
         m = self.model
         K, C = len(idxs), len(channels)
         for it in tqdm(range(iters), desc=f"solving the {branch} edit", disable=not self.progress, leave=False):
-            jbars = []
             err = tgt - self._group_means(branch, idxs, channels, view, acts)
             if err.abs().max() < tol:
                 break
-            per_sel = []
+            jbars = []  # Jbar_k^c = mean_{i in S_k} delta_i^c a_i^T, ordered (k, c)
             for idx in idxs:
                 v = None if view is None else view[idx]
-                per_sel.append([m.output_deltas(branch, c, index=idx, view=v, activations=acts.of(idx, v))
-                                for c in channels])
-            for k in range(K):
-                for ci in range(C):
-                    d, a = per_sel[k][ci]
-                    jbars.append(d.T @ a / idxs[k].numel())
+                for c in channels:
+                    d, a = m.output_deltas(branch, c, index=idx, view=v, activations=acts.of(idx, v))
+                    jbars.append((d.T @ a / idx.numel()).flatten())
+            flat = torch.stack(jbars)  # (K*C, out*in)
             # M[(k, c'), (l, c)] = mean_{i in S_k} delta_i^{c' T} Jbar_l^c a_i
-            M = torch.zeros(K * C, K * C, dtype=W.dtype, device=W.device)
-            for k in range(K):
-                for cp in range(C):
-                    d, a = per_sel[k][cp]
-                    for j, jb in enumerate(jbars):
-                        M[k * C + cp, j] = ((d @ jb) * a).sum(-1).mean()
+            #                    = <mean_{i in S_k} delta_i^{c'} a_i^T, Jbar_l^c>_F = <Jbar_k^{c'}, Jbar_l^c>_F:
+            # the Gram matrix of the mean Jacobians (no pass over the Gaussians)
+            M = flat @ flat.T
             # the selections' targets are hard, the pinned groups soft: weighted least squares
             # (a group that cannot keep still must not stop the selection from reaching its target)
             wrow = torch.ones(K * C, 1, dtype=W.dtype, device=W.device)
             wrow[: n_sel * C] = SELECTION_WEIGHT
-            eta = torch.linalg.lstsq(M * wrow, err.reshape(-1, 1) * wrow, rcond=LSTSQ_RCOND, driver="gelsd").solution.flatten()
-            dW = sum(e * jb for e, jb in zip(eta, jbars))
+            # a (K*C)^2 system: solved on the CPU (CUDA's lstsq has no rank-revealing driver)
+            eta = torch.linalg.lstsq((M * wrow).cpu(), (err.reshape(-1, 1) * wrow).cpu(), rcond=LSTSQ_RCOND,
+                                     driver="gelsd").solution.flatten().to(W.device)
+            dW = (eta @ flat).reshape(W.shape)
             step = 1.0
             if branch != "motion":  # damp large steps so the linearisation stays trustworthy
                 step = min(1.0, 0.5 * W.norm().item() / max(dW.norm().item(), 1e-12))
@@ -239,22 +234,34 @@ class _Activations:
             self._cache[id(idx)] = hit
         return hit[1]
 
+    def split(self, idx: torch.Tensor, view, labels: torch.Tensor) -> list[torch.Tensor]:
+        """``idx`` split into one index group per label, their activations taken from ``idx``'s
+        (each row's activations depend on that row alone) rather than recomputed."""
+        a = self.of(idx, view)
+        groups = []
+        for g in labels.unique().tolist():
+            member = labels == g
+            group = idx[member]
+            self._cache[id(group)] = (group, a[member])
+            groups.append(group)
+        return groups
+
 
 def cosine_kmeans(x: torch.Tensor, k: int, iters: int = 15) -> torch.Tensor:
     """(N,) cluster ids of the rows of ``x`` by spherical k-means (deterministic farthest-point init)."""
     u = torch.nn.functional.normalize(x.float(), dim=-1)
     k = min(k, u.shape[0])
-    centres = [u[0]]
-    for _ in range(k - 1):  # farthest point (lowest max cosine) from the centres so far
-        sim = torch.stack([u @ c for c in centres], -1).max(-1).values
-        centres.append(u[int(sim.argmin())])
-    c = torch.stack(centres)
+    chosen = [0]
+    nearest = u @ u[0]  # each row's highest cosine to a centre so far
+    for _ in range(k - 1):  # farthest point: the lowest such cosine
+        chosen.append(int(nearest.argmin()))
+        nearest = torch.maximum(nearest, u @ u[chosen[-1]])
+    c = u[chosen].clone()
     for _ in range(iters):
         lab = (u @ c.T).argmax(-1)
-        for j in range(k):
-            members = u[lab == j]
-            if len(members):
-                c[j] = torch.nn.functional.normalize(members.mean(0), dim=0)
+        sums = torch.zeros_like(c).index_add_(0, lab, u)  # a centre is its members' normalised mean
+        filled = torch.bincount(lab, minlength=k)[:, None] > 0
+        c = torch.where(filled, torch.nn.functional.normalize(sums, dim=-1), c)  # an empty cluster keeps its centre
     return (u @ c.T).argmax(-1)
 
 
@@ -262,5 +269,5 @@ def cosine_kmeans(x: torch.Tensor, k: int, iters: int = 15) -> torch.Tensor:
 def removal_marks(model, opacity_before: torch.Tensor) -> torch.Tensor:
     """(N,) bool on the model's device: Gaussians marked removed before, or brought below
     :data:`REMOVED_FRACTION` of ``opacity_before`` (their opacities before the edits) since."""
-    now = model.decode().opacities.reshape(-1)
+    now = model.decode_opacities()
     return model.removed | (now < REMOVED_FRACTION * opacity_before.to(now.device).reshape(-1))

@@ -273,6 +273,16 @@ class SceneModel(nn.Module):
         color = self._attributes(("color",), None, self.view_inputs(camera))["color"]
         return self.overrides.apply_to("color", color, None)
 
+    def decode_means(self) -> torch.Tensor:
+        """(N, 3) every Gaussian's centre as :meth:`decode` gives it without a camera, bit for bit."""
+        offsets = self._attributes(("motion",), None, None)["motion"]
+        return self.centroids + self.overrides.apply_to("motion", offsets, None)
+
+    def decode_opacities(self) -> torch.Tensor:
+        """(N,) every Gaussian's opacity as :meth:`decode` gives it without a camera, bit for bit."""
+        opacity = self._attributes(("opacity",), None, None)["opacity"]
+        return self.overrides.apply_to("opacity", opacity, None).reshape(-1)
+
     @property
     def geometry_varies_with_view(self) -> bool:
         """Whether a geometry branch (opacity, scale, rotation, motion) sees the view inputs (by

@@ -124,7 +124,7 @@ def segment_command(run: Path, out: Path, spec: SelectionSpec | None, method: st
     sel = select(model, ds, spec, method, masks, target, threshold)
     save_npy(out, sel.numpy())
     with torch.no_grad():
-        extent = selection_extent(model.decode().means, sel)
+        extent = selection_extent(model.decode_means(), sel)
     log.info("%s: selected %s -> %s", method, extent.describe(), out)
     return extent
 
@@ -138,8 +138,7 @@ def edit_command(run: Path, out: Path, op: str, spec: SelectionSpec | None, meth
     sel = select(model, ds, spec, method, masks, target, expand=expand)
     editor = make_editor(model, method, **({"progress": True} if method == "shaped" else {}))
     with torch.no_grad():
-        before = model.decode()
-    opacity_before, extent = before.opacities, selection_extent(before.means, sel)
+        opacity_before, extent = model.decode_opacities(), selection_extent(model.decode_means(), sel)
     log.info("%s: %s", op, extent.describe())
     if op == "remove":
         rec = editor.remove(sel)
