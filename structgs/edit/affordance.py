@@ -92,8 +92,9 @@ def label_votes(model, cameras, label_maps: list[torch.Tensor], num_labels: int,
     if len(cameras) != len(label_maps) or not cameras:
         raise InputError("label voting needs one label map per view (and at least one view)")
     votes = torch.zeros(model.num_gaussians, num_labels, device=model.device)
+    geometry = model.geometry_by_view()
     for done, (cam, lab) in enumerate(zip(cameras, label_maps), 1):
-        s = model.decode(cam)
+        s = geometry(cam)
         onehot = F.one_hot(lab.long().clamp(0, num_labels - 1), num_labels).float().to(model.device)
         con = contributions(s.means, s.quats, s.scales, s.opacities, cam, pixel_weights=onehot)
         votes += con.weighted_sums
@@ -117,8 +118,9 @@ def single_view_labels(model, cameras, label_maps: list[torch.Tensor]) -> torch.
     largest alpha*T over all views): one view decides, as a one-view transfer would."""
     best_w = torch.zeros(model.num_gaussians)
     labels = torch.zeros(model.num_gaussians, dtype=torch.long)
+    geometry = model.geometry_by_view()
     for cam, lab in zip(cameras, label_maps):
-        s = model.decode(cam)
+        s = geometry(cam)
         con = contributions(s.means, s.quats, s.scales, s.opacities, cam)
         w, pix = con.gaussian_max_weight.cpu(), con.gaussian_max_pixel.cpu()
         better = (w > best_w) & (pix >= 0)
@@ -138,8 +140,9 @@ def lift_features(model, cameras, feature_maps: list[torch.Tensor], channel_chun
     c = int(feature_maps[0].shape[-1])
     acc = torch.zeros(model.num_gaussians, c)
     total = torch.zeros(model.num_gaussians)
+    geometry = model.geometry_by_view()
     for done, (cam, fmap) in enumerate(zip(cameras, feature_maps), 1):
-        s = model.decode(cam)
+        s = geometry(cam)
         for start in range(0, c, channel_chunk):
             part = fmap[..., start:start + channel_chunk].float()
             if tuple(part.shape[:2]) != (cam.height, cam.width):  # a patch grid: bilinear to pixels

@@ -62,9 +62,10 @@ def from_file(path: str | Path, num_gaussians: int) -> torch.Tensor:
 
 @torch.no_grad()
 def top_gaussians(model, camera: Camera) -> torch.Tensor:
-    """(H, W) id of the Gaussian with the largest alpha*T at each pixel (-1 if none)."""
-    s = model.decode(camera)
-    return contributions(s.means, s.quats, s.scales, s.opacities, camera).pixel_top_gaussian
+    """(H, W) id of the Gaussian with the largest alpha*T at each pixel (-1 if none); blending
+    weights need the geometry alone, so the colour branch is not run."""
+    g = model.decode_geometry(camera)
+    return contributions(g.means, g.quats, g.scales, g.opacities, camera).pixel_top_gaussian
 
 
 def from_pixels(model, camera: Camera, pixels: list[tuple[int, int]]) -> torch.Tensor:

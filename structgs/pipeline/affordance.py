@@ -121,8 +121,9 @@ def render_label_masks(model, cameras, labels: torch.Tensor, out: Path) -> Path:
     """One id mask per view (``out/<view name>.png``) from per-Gaussian labels: the label with
     the largest blended weight, 0 where the alpha is under 0.5 (as the built-in scene's masks)."""
     n = int(labels.max()) + 1
+    geometry = model.geometry_by_view()
     for cam in cameras:
-        ids = render_labels(model.decode(cam), labels.long().to(model.device), cam, n)
+        ids = render_labels(geometry(cam), labels.long().to(model.device), cam, n)
         save_id_mask(ids.cpu(), Path(out) / f"{cam.name}.png")
     return Path(out)
 

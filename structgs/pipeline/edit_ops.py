@@ -198,11 +198,12 @@ def pick_target_pixel(ds, masks_dir: Path, target: int, good_depth: float | None
 @torch.no_grad()
 def evaluate_selection(model, ds, masks_dir: Path, split: str, target: int, selection: torch.Tensor) -> dict:
     ious, bious = [], []
+    geometry = model.geometry_by_view()
     for cam in ds.split(split):
         gt = ds.mask(cam, masks_dir) == target
         if gt.sum() == 0:
             continue
-        s = model.decode(cam)
+        s = geometry(cam)
         pred = render_selection_mask(s.means, s.quats, s.scales, s.opacities, selection.to(model.device), cam).cpu()
         ious.append(iou(pred, gt))
         bious.append(boundary_iou(pred, gt))
