@@ -27,10 +27,12 @@ def _main(
     threads: Annotated[Optional[int], typer.Option(help="CPU threads (default: the cores this process may run "
                                                         "on, from its affinity mask; OMP_NUM_THREADS if set).")] = None,
 ) -> None:
+    from structgs.utils.memory import keep_freed_memory
     from structgs.utils.threads import configure_threads
 
     setup_cli_logging(verbose)
-    log.debug("using %d CPU threads", configure_threads(threads))
+    log.debug("using %d CPU threads; freed memory kept for reuse: %s", configure_threads(threads),
+              keep_freed_memory())
 
 
 @app.command()
