@@ -126,3 +126,18 @@ def test_cache_norms_give_the_selection_activations_and_an_older_cache_without_n
     scores = jacobian_cosine(m, sel, "motion")
     assert m.activation_caches["motion"].norms is not None
     assert (scores - _cache_free_scores(m, sel, "motion", 0)).abs().max() < 1e-3
+
+
+@pytest.mark.cuda
+def test_cached_scores_on_cuda_equal_the_exact_ones():
+    """On CUDA the float16 cache's products run in float32 (cuBLAS may reduce float16 in float16)."""
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    m = _model(n=5000)
+    sel = torch.zeros(m.num_gaussians, dtype=torch.bool)
+    sel[:200] = True
+    exact = _cache_free_scores(m, sel, "motion", 0)
+    m = m.to("cuda")
+    cached = jacobian_cosine(m, sel.cuda(), "motion", 0)
+    assert m.activation_caches["motion"].unit.dtype == torch.float16
+    assert (cached.cpu() - exact).abs().max() < 1e-3

@@ -129,13 +129,18 @@ class ActivationCache:
 
     @torch.no_grad()
     def cosines(self, direction: torch.Tensor, chunk: int = 1 << 20) -> torch.Tensor:
-        """(N,) cos(a_i, direction) as float32: products in the cache's dtype (float32 accumulation),
-        chunked (no float32 copy of the whole cache)."""
+        """(N,) cos(a_i, direction) as float32, chunked (no float32 copy of the whole cache). On
+        the CPU the products run in the cache's dtype (PyTorch's float16 matrix-vector product
+        accumulates in float32; the pass is bandwidth-bound); elsewhere in float32 (cuBLAS may
+        reduce float16 products in float16)."""
+        native = self.unit.device.type == "cpu"
         d = direction.float().to(self.unit.device)
-        d = (d / d.norm().clamp_min(1e-30)).to(self.unit.dtype)
+        d = d / d.norm().clamp_min(1e-30)
+        d = d.to(self.unit.dtype) if native else d
         out = torch.empty(self.unit.shape[0], device=self.unit.device)
         for start in range(0, self.unit.shape[0], chunk):
-            out[start:start + chunk] = self.unit[start:start + chunk] @ d
+            rows = self.unit[start:start + chunk]
+            out[start:start + chunk] = rows @ d if native else rows.float() @ d
         return out
 
     def save(self, path: str | Path) -> Path:
