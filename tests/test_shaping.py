@@ -328,3 +328,38 @@ def test_balanced_batches_have_equal_label_counts(fitted_small_run, small_scene_
     got = sh.labels[sh.pool[pos]]
     for k in ids:  # every label gets `per` draws (or all it has), whatever its share of the pool
         assert int((got == k).sum()) == min(per, int((pool_labels == k).sum())), k
+
+
+def test_activation_report_streams_rows_with_the_one_piece_cosines():
+    """The report holds ``rows`` Gaussians' activations at a time; its matrices equal the mean
+    pairwise cosines computed in one piece, averaged over the views (unlabelled Gaussians left
+    out, ids not contiguous)."""
+    from structgs.data import SceneSpec
+    from structgs.data.synthetic import make_cameras
+    from structgs.decoder import DecoderConfig
+    from structgs.shaping.losses import object_cosine_matrix
+    from structgs.shaping.report import activation_report
+
+    torch.manual_seed(0)
+    m = SceneModel(DecoderConfig(view_dependent_branches=("color",)), 300)
+    with torch.no_grad():
+        m.centroids.normal_()
+        m.latents.normal_()
+    labels = torch.randint(-1, 4, (300,))
+    labels[labels == 2] = 7
+    ids = [0, 1, 3, 7]
+
+    def one_piece(a):  # mean over pairs (i in k, j in l) of cos(a_i, a_j) = mean unit_k . mean unit_l
+        unit = torch.nn.functional.normalize(a, dim=-1)
+        means = torch.stack([unit[labels == k].mean(0) for k in ids])
+        return means @ means.T
+
+    cams = make_cameras(SceneSpec(image_size=16, num_train=3, num_test=1))["train"]
+    streamed = activation_report(m, labels, cams, ["color", "opacity"], rows=37)
+    per_view = {b: [one_piece(m.activations(b, camera=c)) for c in cams] for b in ("color", "opacity")}
+    assert not torch.allclose(per_view["color"][0], per_view["color"][1], atol=1e-4)  # colour sees the view
+    for branch in ("color", "opacity"):
+        assert streamed[branch]["ids"] == ids
+        expected = torch.stack(per_view[branch]).mean(0)
+        assert torch.allclose(torch.tensor(streamed[branch]["matrix"]), expected, atol=1e-6), branch
+    assert torch.allclose(object_cosine_matrix(m.activations("opacity"), labels)[0], per_view["opacity"][0], atol=1e-6)

@@ -228,6 +228,18 @@ def object_cosine_matrix(features: torch.Tensor, labels: torch.Tensor) -> tuple[
     (diagonal: i = j pairs included, negligible for large objects).
     """
     ids = sorted(int(k) for k in labels.unique() if k >= 0)
-    unit = F.normalize(features, dim=-1, eps=1e-8)
-    means = torch.stack([unit[labels == k].mean(0) for k in ids])
+    sums, counts = object_unit_sums(features, labels, ids)
+    means = sums / counts[:, None]
     return means @ means.T, ids
+
+
+def object_unit_sums(features: torch.Tensor, labels: torch.Tensor, ids: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """((K, d) sum of the unit features of each object in ``ids``, (K,) its member count): sums
+    over row chunks add up, so callers can stream the rows."""
+    pos = torch.full((max(ids, default=-1) + 2,), -1, dtype=torch.long, device=features.device)
+    pos[torch.tensor(ids, dtype=torch.long, device=features.device)] = torch.arange(len(ids), device=features.device)
+    slot = pos[labels.long().clamp(-1, pos.numel() - 1)]  # unlabelled or not in ids: the spare last entry, -1
+    keep = slot >= 0
+    unit = F.normalize(features[keep].float(), dim=-1, eps=1e-8)
+    sums = torch.zeros(len(ids), features.shape[1], device=features.device).index_add_(0, slot[keep], unit)
+    return sums, torch.bincount(slot[keep], minlength=len(ids)).to(sums.dtype)

@@ -8,20 +8,32 @@ import torch
 from structgs.utils.metrics import psnr
 from structgs.model import SceneModel
 from structgs.scene.dataset import SceneDataset
-from structgs.shaping.losses import object_cosine_matrix
+from structgs.shaping.losses import object_unit_sums
+
+
+REPORT_ROWS = 262144
+"""Gaussians whose activations the report holds at a time (1M x 128 float32 would be 512 MB, and
+its normalised copy as much again: the shape job's peak at 1M)."""
 
 
 @torch.no_grad()
-def activation_report(model: SceneModel, labels: torch.Tensor, cameras, branches) -> dict:
-    """Object x object mean activation cosine per branch, averaged over ``cameras``' view inputs
-    (one pass for a branch that does not take the view: its activations are the same in every view)."""
+def activation_report(model: SceneModel, labels: torch.Tensor, cameras, branches, rows: int = REPORT_ROWS) -> dict:
+    """Object x object mean activation cosine per branch (``losses.object_cosine_matrix``, streamed
+    over ``rows`` Gaussians at a time), averaged over ``cameras``' view inputs (one pass for a
+    branch that does not take the view: its activations are the same in every view)."""
     out = {}
+    ids = sorted(int(k) for k in labels.unique() if k >= 0)
+    n = model.num_gaussians
     for b in branches:
         mats = []
         for cam in (cameras if model.decoder.config.takes_view(b) else cameras[:1]):
-            a = model.activations(b, camera=cam)
-            mat, ids = object_cosine_matrix(a, labels)
-            mats.append(mat)
+            sums, counts = 0, 0
+            for start in range(0, n, rows):
+                idx = torch.arange(start, min(start + rows, n), device=model.device)
+                s, c = object_unit_sums(model.activations(b, idx, camera=cam), labels[idx], ids)
+                sums, counts = sums + s, counts + c
+            means = sums / counts[:, None]
+            mats.append(means @ means.T)
         mat = torch.stack(mats).mean(0)
         k = len(ids)
         off = mat[~torch.eye(k, dtype=torch.bool)]
