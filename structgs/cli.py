@@ -31,8 +31,9 @@ def _main(
     from structgs.utils.threads import configure_threads
 
     setup_cli_logging(verbose)
-    log.debug("using %d CPU threads; freed memory kept for reuse: %s", configure_threads(threads),
-              keep_freed_memory())
+    threads_in_use = configure_threads(threads)
+    kept = keep_freed_memory()
+    log.debug("using %d CPU threads; freed memory kept for reuse: %s", threads_in_use, kept)
 
 
 @app.command()

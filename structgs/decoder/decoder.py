@@ -35,6 +35,11 @@ class DecodedAttributes:
     motion: torch.Tensor | None
 
 
+ELEMENTWISE_INCREASING = ("color", "opacity", "scale", "motion")
+"""Branches whose output activation (:func:`activate`) is elementwise with a positive derivative
+(rotation normalises the quaternion, which couples its channels)."""
+
+
 def activate(branch: str, raw: torch.Tensor, scale_log_range: tuple[float, float]) -> torch.Tensor:
     """The output activation of ``branch`` applied to raw MLP outputs (B, out)."""
     if branch == "color":
@@ -214,7 +219,7 @@ class AttributeDecoder(nn.Module):
         opacity, scale, motion) and the perturbable layer is the output layer: then that slope is
         the only non-zero entry of delta_i (:meth:`output_deltas`), found from one weight row."""
         mlp = self._branch(branch)
-        if branch == "rotation" or mlp.perturb_index != len(mlp.layers) - 1:
+        if branch not in ELEMENTWISE_INCREASING or mlp.perturb_index != len(mlp.layers) - 1:
             raise InputError(f"the {branch} branch's deltas are not per-channel slopes (its output activation "
                              f"couples channels, or its perturbable layer is not its output layer)")
         w, b = mlp.perturbable.weight.detach(), mlp.perturbable.bias.detach()

@@ -23,12 +23,10 @@ from pathlib import Path
 
 import torch
 
+from structgs.decoder.decoder import ELEMENTWISE_INCREASING
 from structgs.utils.errors import InputError
 from structgs.utils.io import atomic_write
 
-ELEMENTWISE_INCREASING = ("color", "opacity", "scale", "motion")
-"""Branches whose output activation is elementwise with a positive derivative (rotation
-normalises the quaternion, which couples its channels)."""
 CACHE_NAME = "activations-{branch}.safetensors"
 CACHE_DTYPE = torch.float16
 """Dtype of the cached unit activations. A query reads the whole matrix once, so it runs at
